@@ -1,0 +1,1 @@
+"""The ``cxrkit`` console script: one module per command group, each with ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""File formats: images, CheXmask RLE and landmarks, geometry, atomic writes. No torch here."""
