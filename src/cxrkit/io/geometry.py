@@ -128,7 +128,16 @@ def resize_area(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (h, w):
         return image
     shrink = h <= image.shape[0] and w <= image.shape[1]
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if not shrink:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    # OpenCV's area filter is ~4x faster at integer factors: box-filter by the largest integer factor
+    # that divides the size exactly (1024 -> 256), then area-resize the rest of the way (256 -> 224).
+    k = min(image.shape[0] // h, image.shape[1] // w)
+    if k >= 2 and image.shape[0] % k == 0 and image.shape[1] % k == 0:
+        image = cv2.resize(image, (image.shape[1] // k, image.shape[0] // k), interpolation=cv2.INTER_AREA)
+        if image.shape[:2] == (h, w):
+            return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def scale_boxes(boxes: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Datasets: NIH ChestX-ray14 metadata, boxes and splits; CheXmask CSVs; torch Dataset wrappers."""

@@ -1,0 +1,103 @@
+"""torch ``Dataset`` wrappers (optional: needs ``pip install 'cxrkit[torch]'``).
+
+The shared contract for every cxrkit dataset:
+
+* ``dataset.findings``: the finding names, in label-vector order (the NIH 14).
+* ``dataset.table``: a pandas DataFrame row-aligned with the dataset (``dataset[i]`` is row ``i``).
+* ``dataset[i]`` is a dict sample:
+
+  ``image``    float32 tensor ``(1, size, size)`` in [0, 1] (bright = dense)
+  ``labels``   float32 tensor ``(14,)``: 1 positive, 0 negative, NaN unknown
+  ``id``       image file name; ``patient``: int patient id
+  ``boxes``    float32 tensor ``(K, 4)`` of ``(x, y, w, h)`` in pixels of the *returned* image
+               (K may be 0); ``box_labels``: int64 tensor ``(K,)`` of finding indices
+  ``scale``    ``(sy, sx)``: returned pixels per original pixel
+
+* Randomness (augmentation) comes from a ``torch.Generator`` or numpy ``Generator`` passed in by the
+  caller; nothing seeds global state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from cxrkit.data.locate import ImageLocator
+from cxrkit.data.nih import label_matrix
+from cxrkit.errors import require
+from cxrkit.findings import FINDING_INDEX, FINDINGS
+from cxrkit.io.geometry import resize_area, scale_boxes
+from cxrkit.io.images import load_gray8
+
+torch = require("torch", "torch")
+
+
+class NIHDataset(torch.utils.data.Dataset):
+    """ChestX-ray14 images with their 14 labels and, where available, expert boxes.
+
+    Args:
+        table: canonical metadata (:func:`cxrkit.data.nih.read_metadata`), optionally filtered to a split.
+        images: an :class:`ImageLocator` or a folder (flat or NIH ``images_0xx/images`` layout).
+        size: side of the returned square image in pixels (area resize of the whole image).
+        boxes: optional :func:`cxrkit.data.nih.read_boxes` table (coordinates in 1024 NIH pixels).
+        transform: optional callable applied to the dict sample (e.g. augmentation).
+    """
+
+    findings: tuple[str, ...] = FINDINGS
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        images: ImageLocator | str | os.PathLike,
+        size: int = 224,
+        boxes: pd.DataFrame | None = None,
+        transform: Callable[[dict], dict] | None = None,
+    ):
+        self.table = table.reset_index(drop=True)
+        self.locator = images if isinstance(images, ImageLocator) else ImageLocator(images)
+        self.size = int(size)
+        self.transform = transform
+        self._labels = label_matrix(self.table)
+        self._boxes: dict[str, list[tuple[int, tuple[float, float, float, float]]]] = {}
+        if boxes is not None:
+            for row in boxes.itertuples(index=False):
+                self._boxes.setdefault(row[0], []).append((FINDING_INDEX[row[1]], (row.x, row.y, row.w, row.h)))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.table.iloc[i]
+        name = row["Image Index"]
+        path = self.locator.path(name)
+        full = load_gray8(path)
+        h, w = full.shape
+        img = resize_area(full, self.size)
+        found = self._boxes.get(name, [])
+        b = np.array([x for _, x in found], dtype=np.float64).reshape(-1, 4)
+        b = scale_boxes(b, (h, w), (self.size, self.size))
+        sample = {
+            "image": torch.from_numpy(img.astype(np.float32) / 255.0)[None],
+            "labels": torch.from_numpy(self._labels[i].copy()),
+            "id": name,
+            "patient": int(row["Patient ID"]),
+            "boxes": torch.from_numpy(b.astype(np.float32)),
+            "box_labels": torch.tensor([k for k, _ in found], dtype=torch.int64),
+            "scale": (self.size / h, self.size / w),
+        }
+        return self.transform(sample) if self.transform else sample
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch dict samples: stack tensors of equal shape, keep ragged ones (boxes) as lists."""
+    out: dict = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor) and all(v.shape == values[0].shape for v in values):
+            out[key] = torch.stack(values)
+        else:
+            out[key] = values
+    return out

@@ -1,0 +1,5 @@
+"""Demo sections. Each module defines ``build(ctx: DemoContext) -> Section``.
+
+The demo runs the sections listed in :data:`cxrkit.demo.runner.SECTIONS` in order; a section that
+raises is reported on the page (with its error) and the rest still run.
+"""
