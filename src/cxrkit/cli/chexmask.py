@@ -1,0 +1,165 @@
+"""``cxrkit chexmask``: inspect, filter, decode and draw CheXmask CSVs (plain or gzip).
+
+Commands (each streams the CSV; nothing loads the whole file):
+
+* ``info CSV``: rows, id column, Dice statistics, image sizes, bad rows.
+* ``filter CSV --out OUT``: keep rows with ``Dice RCA (Mean) >= 0.7`` (``--threshold``, ``--by max``).
+* ``decode CSV --id ID --out DIR``: write ``DIR/ID_right_lung.png``, ``DIR/ID_left_lung.png``,
+  ``DIR/ID_heart.png`` (8-bit 0/255, the row's Height x Width). Characters of ID outside
+  ``[A-Za-z0-9._-]`` (e.g. the ``/`` of CheXpert paths) become ``_`` in the file names.
+* ``overlay CSV --id ID --out PNG [--image PATH]``: masks and landmarks over the image, or over a
+  dark canvas when no image is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cxrkit.errors import CxrkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "chexmask",
+        help="CheXmask CSVs: info, filter by Dice RCA, decode masks, draw overlays",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="chexmask_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("csv", metavar="CSV", help="CheXmask CSV, plain or gzip")
+        p.add_argument("--id-column", default=None, help="name of the image-id column (default: detected)")
+
+    p = sub.add_parser("info", help="rows, id column, Dice statistics, sizes, bad rows")
+    common(p)
+    p.add_argument("--threshold", type=float, default=0.7, help="count rows with Dice >= this (default 0.7)")
+    p.add_argument("--validate", action="store_true", help="also parse every landmark string and RLE (slower)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-repair-dice", action="store_true", help="keep Dice Max/Mean as written even when Max < Mean")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("filter", help="write the rows with Dice RCA >= threshold to a new CSV (streaming, atomic)")
+    common(p)
+    p.add_argument("--out", required=True, help="output CSV (gzip when it ends with .gz)")
+    p.add_argument("--threshold", type=float, default=0.7, help="minimum Dice RCA (default 0.7)")
+    p.add_argument("--by", choices=("mean", "max"), default="mean", help="Dice RCA column to filter on (default mean)")
+    p.add_argument("--lenient", action="store_true", help="skip and count bad rows instead of failing")
+    p.add_argument("--no-repair-dice", action="store_true", help="keep Dice Max/Mean as written even when Max < Mean")
+    p.set_defaults(func=_filter)
+
+    p = sub.add_parser("decode", help="write one row's three masks as 0/255 PNGs")
+    common(p)
+    p.add_argument("--id", required=True, dest="image_id", help="image id (value of the id column)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser("overlay", help="draw one row's masks and landmarks to a PNG")
+    common(p)
+    p.add_argument("--id", required=True, dest="image_id", help="image id (value of the id column)")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--image", default=None, help="the radiograph (PNG/JPEG/DICOM); default: a dark canvas")
+    p.add_argument("--from-landmarks", action="store_true", help="fill the masks from the landmarks instead of the RLE")
+    p.add_argument("--no-landmarks", action="store_true", help="do not draw the landmark points")
+    p.add_argument("--alpha", type=float, default=0.35, help="mask opacity (default 0.35)")
+    p.set_defaults(func=_overlay)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from cxrkit.data.chexmask import summarize_csv
+
+    s = summarize_csv(
+        args.csv, threshold=args.threshold, id_column=args.id_column, validate=args.validate,
+        repair_dice=not args.no_repair_dice,
+    )
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 1 if s["bad_rows"] else 0
+    print(f"file        {s['file']}")
+    print(f"id column   {s['id_column']}")
+    print(f"columns     {', '.join(s['columns'])}")
+    print(f"rows        {s['rows']} ({s['bad_rows']} bad)")
+    for by in ("mean", "max"):
+        d = s["dice"][by]
+        name = f"Dice RCA ({by.capitalize()})"
+        if not d["count"]:
+            print(f"{name:16s} none")
+            continue
+        print(
+            f"{name:16s} n={d['count']} min={d['min']:.4f} p05~{d['p05']:.3f} median~{d['median']:.3f} "
+            f"mean={d['mean']:.4f} max={d['max']:.4f}; >= {s['threshold']:g}: {s['passing'][by]}"
+        )
+    if s["dice_swapped"]:
+        print(f"dice repair {s['dice_swapped']} rows had Dice Max < Mean; values swapped back")
+    sizes = ", ".join(f"{k}: {v}" for k, v in s["sizes"].items())
+    print(f"sizes       {sizes} (blank or missing Height/Width = 1024: {s['blank_size']})")
+    for err in s["errors"]:
+        print(f"bad row     {err}")
+    return 1 if s["bad_rows"] else 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from cxrkit.data.chexmask import filter_csv
+
+    summary = filter_csv(
+        args.csv, args.out, threshold=args.threshold, by=args.by, id_column=args.id_column,
+        lenient=args.lenient, repair_dice=not args.no_repair_dice,
+    )
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from cxrkit.data.chexmask import find_record, write_masks
+
+    record = find_record(args.csv, args.image_id, id_column=args.id_column)
+    paths = write_masks(record, args.out)
+    for organ, path in paths.items():
+        print(f"{organ}\t{path}")
+    return 0
+
+
+def _overlay(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cxrkit.data.chexmask import find_record, render_overlay
+    from cxrkit.io.atomic import write_bytes
+    from cxrkit.io.geometry import SquareResize
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CxrkitError(f"--alpha {args.alpha} is outside [0, 1]")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise CxrkitError(f"--out {out}: expected a .png file name")
+    record = find_record(args.csv, args.image_id, id_column=args.id_column)
+    masks = record.landmark_masks() if args.from_landmarks else record.masks()
+    points = None if args.no_landmarks else record.points()
+    image = None
+    if args.image:
+        from cxrkit.io.images import load_gray8
+
+        image = load_gray8(args.image)
+        if image.shape != (record.height, record.width):
+            if (record.height, record.width) != (1024, 1024):
+                raise CxrkitError(
+                    f"{args.image}: image is {image.shape[1]}x{image.shape[0]} (w x h) but the row's masks are "
+                    f"{record.width}x{record.height}; only rows in the 1024 space can be mapped to another size"
+                )
+            # The row is in CheXmask's 1024 space: map masks and points back to the image's pixels.
+            tf = SquareResize(image.shape[0], image.shape[1], 1024)
+            masks = {k: tf.mask_to_original(v) for k, v in masks.items()}
+            if points is not None:
+                points = tf.points_to_original(points)
+    canvas = render_overlay(masks, points, image, alpha=args.alpha)
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(canvas))
+    if not ok:  # pragma: no cover
+        raise CxrkitError(f"could not encode {out}")
+    write_bytes(out, buf.tobytes())
+    print(out)
+    return 0
