@@ -51,3 +51,20 @@ def test_missing_image_named(tmp_path):
     with pytest.raises(CxrkitError, match="not found under"):
         ds[0]
     assert np.isfinite(ds._labels).all()
+
+
+def test_masks_from_chexmask_rows(dataset):
+    from cxrkit.io.rle import encode
+
+    name = dataset.table["Image Index"][0]
+    m = np.zeros((1024, 1024), bool)
+    m[256:768, 128:384] = True  # right lung (image left)
+    from cxrkit.data.chexmask import CheXmaskRecord
+
+    rec = CheXmaskRecord(image_id=name, landmarks="", right_lung=encode(m), left_lung="", heart="")
+    ds = NIHDataset(dataset.table, dataset.locator, size=128, masks={name: rec})
+    s0, s1 = ds[0], ds[1]
+    assert s0["has_masks"] and s0["masks"].shape == (3, 128, 128)
+    assert float(s0["masks"][0].sum()) == 64 * 32 and float(s0["masks"][1:].sum()) == 0
+    assert float(s0["masks"][0, 32:96, 16:48].min()) == 1
+    assert not s1["has_masks"] and float(s1["masks"].sum()) == 0

@@ -12,6 +12,9 @@ The shared contract for every cxrkit dataset:
   ``boxes``    float32 tensor ``(K, 4)`` of ``(x, y, w, h)`` in pixels of the *returned* image
                (K may be 0); ``box_labels``: int64 tensor ``(K,)`` of finding indices
   ``scale``    ``(sy, sx)``: returned pixels per original pixel
+  ``masks``    (only when a CheXmask source is given) float32 tensor ``(3, size, size)``: right lung,
+               left lung, heart (0/1, nearest-neighbour resize); ``has_masks``: bool, False (and zero
+               masks) for images without a CheXmask row
 
 * Randomness (augmentation) comes from a ``torch.Generator`` or numpy ``Generator`` passed in by the
   caller; nothing seeds global state.
@@ -20,17 +23,21 @@ The shared contract for every cxrkit dataset:
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Mapping
+
+import cv2
 
 import numpy as np
 import pandas as pd
 
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import label_matrix
-from cxrkit.errors import require
+from cxrkit.data.chexmask import CheXmaskRecord
+from cxrkit.errors import CxrkitError, require
 from cxrkit.findings import FINDING_INDEX, FINDINGS
-from cxrkit.io.geometry import resize_area, scale_boxes
+from cxrkit.io.geometry import SquareResize, resize_area, scale_boxes
 from cxrkit.io.images import load_gray8
+from cxrkit.io.landmarks import ORGANS
 
 torch = require("torch", "torch")
 
@@ -44,6 +51,9 @@ class NIHDataset(torch.utils.data.Dataset):
         size: side of the returned square image in pixels (area resize of the whole image).
         boxes: optional :func:`cxrkit.data.nih.read_boxes` table (coordinates in 1024 NIH pixels).
         transform: optional callable applied to the dict sample (e.g. augmentation).
+        masks: optional CheXmask rows, ``{image id: CheXmaskRecord}`` (e.g. from
+            ``{r.image_id: r for r in cxrkit.data.chexmask.iter_records(csv)}``); masks stored in
+            CheXmask's 1024 square space are mapped back to the image with ``SquareResize``.
     """
 
     findings: tuple[str, ...] = FINDINGS
@@ -55,11 +65,13 @@ class NIHDataset(torch.utils.data.Dataset):
         size: int = 224,
         boxes: pd.DataFrame | None = None,
         transform: Callable[[dict], dict] | None = None,
+        masks: Mapping[str, CheXmaskRecord] | None = None,
     ):
         self.table = table.reset_index(drop=True)
         self.locator = images if isinstance(images, ImageLocator) else ImageLocator(images)
         self.size = int(size)
         self.transform = transform
+        self.masks = masks
         self._labels = label_matrix(self.table)
         self._boxes: dict[str, list[tuple[int, tuple[float, float, float, float]]]] = {}
         if boxes is not None:
@@ -88,7 +100,23 @@ class NIHDataset(torch.utils.data.Dataset):
             "box_labels": torch.tensor([k for k, _ in found], dtype=torch.int64),
             "scale": (self.size / h, self.size / w),
         }
+        if self.masks is not None:
+            sample["masks"], sample["has_masks"] = self._masks(name, h, w)
         return self.transform(sample) if self.transform else sample
+
+    def _masks(self, name: str, h: int, w: int) -> tuple["torch.Tensor", bool]:
+        out = np.zeros((len(ORGANS), self.size, self.size), dtype=np.float32)
+        record = self.masks.get(name) if self.masks is not None else None
+        if record is None:
+            return torch.from_numpy(out), False
+        for k, organ in enumerate(ORGANS):
+            m = record.mask(organ)
+            if m.shape != (h, w):
+                if m.shape != (record.height, record.width) or record.height != record.width:
+                    raise CxrkitError(f"{record.where}: mask of {name!r} is {m.shape}, image is {(h, w)}")
+                m = SquareResize(h, w, record.height).mask_to_original(m)
+            out[k] = cv2.resize(m.astype(np.uint8), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        return torch.from_numpy(out), True
 
 
 def collate(samples: list[dict]) -> dict:
