@@ -172,12 +172,6 @@ def png_size(path: str | os.PathLike) -> tuple[int, int] | None:
     return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
 
 
-def _png_bit_depth(path: Path) -> int:
-    with open(path, "rb") as fh:
-        head = fh.read(25)
-    return head[24] if len(head) >= 25 else 8
-
-
 def load_gray8(path: str | os.PathLike, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Fast uint8 gray decode, optionally resized to ``size`` (int = square; or ``(height, width)``).
 
@@ -200,11 +194,15 @@ def load_gray8(path: str | os.PathLike, size: int | tuple[int, int] | None = Non
             if small_side // factor >= target:
                 arr = full if factor == 8 else cv2.imdecode(buf, flag)
                 break
-    if arr is None and kind == "png" and _png_bit_depth(p) <= 8:
+    if arr is None and kind == "png":
+        buf = np.fromfile(p, dtype=np.uint8)
         # 8-bit PNG (gray, palette, RGB or RGBA): OpenCV converts to gray while decoding.
-        arr = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        deep = len(buf) > 24 and buf[24] > 8  # IHDR bit depth
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if deep else cv2.IMREAD_GRAYSCALE)
         if arr is None:
             raise CxrkitError(f"{p}: could not decode the PNG data (truncated or corrupt file?)")
+        if deep:
+            arr = to_uint8(to_gray(arr, p))
     if arr is None:
         arr = to_uint8(read_image(p).pixels)
     return arr if size is None else resize_area(arr, size)
