@@ -169,14 +169,18 @@ def _iter_csv(path: Path, id_column: str, text_column: str, encoding: str) -> It
             yield ReportInput(rid, row[i_text], "", source)
 
 
-def _iter_txt_files(paths: Iterable[Path], encoding: str) -> Iterator[ReportInput]:
+def _read_each(paths: Iterable[Path]) -> Iterator[tuple[Path, bytes | None, ReportInput | None]]:
+    """``(path, bytes, None)`` per readable file, ``(path, None, error row)`` for an unreadable one."""
     for p in paths:
         try:
-            data = p.read_bytes()
+            yield p, p.read_bytes(), None
         except OSError as exc:
-            yield ReportInput(_clean_id(p.stem), None, f"cannot read file ({exc.strerror or exc})", str(p))
-            continue
-        yield ReportInput(_clean_id(p.stem), _decode(data, encoding), "", str(p))
+            yield p, None, ReportInput(_clean_id(p.stem), None, f"cannot read file ({exc.strerror or exc})", str(p))
+
+
+def _iter_txt_files(paths: Iterable[Path], encoding: str) -> Iterator[ReportInput]:
+    for p, data, error in _read_each(paths):
+        yield error or ReportInput(_clean_id(p.stem), _decode(data, encoding), "", str(p))
 
 
 def _text_of(elem: ET.Element | None) -> str:
@@ -249,13 +253,8 @@ def _fast_openi(data: bytes) -> tuple[ET.Element | None, str]:
 
 def _iter_xml_files(paths: Iterable[Path], sections: Iterable[str], rules: SectionRules | None) -> Iterator[ReportInput]:
     sections = tuple(sections)
-    for p in paths:
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            yield ReportInput(_clean_id(p.stem), None, f"cannot read file ({exc.strerror or exc})", str(p))
-            continue
-        yield parse_openi_xml(data, str(p), sections, rules)
+    for p, data, error in _read_each(paths):
+        yield error or parse_openi_xml(data, str(p), sections, rules)
 
 
 def _iter_xml_archive(path: Path, sections: Iterable[str], rules: SectionRules | None) -> Iterator[ReportInput]:
