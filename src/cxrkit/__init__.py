@@ -1,7 +1,7 @@
 """cxrkit: a toolkit for NIH ChestX-ray14 and CheXmask.
 
 Layers (lower never imports higher): ``io`` -> ``data`` -> ``stats`` / ``reports`` -> ``cli``.
-``io`` and ``data`` import without torch; torch is optional (``pip install cxrkit[torch]``).
+``io`` and ``data`` import without torch; torch enters at ``models``.
 """
 
 from __future__ import annotations

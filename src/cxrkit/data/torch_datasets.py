@@ -1,4 +1,4 @@
-"""torch ``Dataset`` wrappers (optional: needs ``pip install 'cxrkit[torch]'``).
+"""torch ``Dataset`` wrappers.
 
 The shared contract for every cxrkit dataset:
 

@@ -1,0 +1,1 @@
+"""Multi-label classification of the 14 findings: training, evaluation, localization, lesion benchmark."""

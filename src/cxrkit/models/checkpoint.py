@@ -1,0 +1,142 @@
+"""Checkpoints: weights + card (+ optional training state), verified on load.
+
+Format (a ``torch.save`` dict, written atomically)::
+
+    {"format": "cxrkit-checkpoint/1", "card": card.to_dict(), "state_dict": {...},
+     "training": {...} | absent}
+
+``card["weights_sha256"]`` is :func:`state_dict_sha256` of ``state_dict``: a digest over the sorted
+parameter names, dtypes, shapes and raw bytes, so it identifies the weights independently of how the file
+was serialized. Loading recomputes it and refuses a mismatch (a corrupted or edited file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import write_bytes
+from cxrkit.models.cards import ModelCard
+
+log = logging.getLogger(__name__)
+
+FORMAT = "cxrkit-checkpoint/1"
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over ``state_dict``'s names, dtypes, shapes and bytes (CPU, contiguous), in sorted order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    # DistributedDataParallel / torch.compile wrappers keep the real module inside.
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    training: Mapping[str, Any] | None = None,
+) -> ModelCard:
+    """Write ``model`` (which must carry ``.card``) to ``path`` atomically; returns the stored card.
+
+    ``training`` is optional resumable state (optimizer, scheduler, epoch, RNG states, metrics).
+    """
+    model = _unwrap(model)
+    card: ModelCard = getattr(model, "card", None)
+    if card is None:
+        raise CxrkitError("model has no .card; build it with cxrkit.models.create_model")
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    card = card.replace(weights_sha256=state_dict_sha256(state))
+    payload: dict[str, Any] = {"format": FORMAT, "card": card.to_dict(), "state_dict": state}
+    if training is not None:
+        payload["training"] = dict(training)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_bytes(path, buf.getvalue())
+    model.card = card
+    return card
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and verify a checkpoint file; returns the payload with ``card`` as a :class:`ModelCard`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CxrkitError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CxrkitError(f"{path}: not a readable cxrkit checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CxrkitError(f"{path}: not a cxrkit checkpoint (format {got!r}, expected {FORMAT!r})")
+    card = ModelCard.from_dict(payload["card"])
+    digest = state_dict_sha256(payload["state_dict"])
+    if card.weights_sha256 != digest:
+        raise CxrkitError(
+            f"{path}: weights sha256 {digest[:16]}... does not match the card's "
+            f"{str(card.weights_sha256)[:16]}... (file corrupted or edited)"
+        )
+    payload["card"] = card
+    return payload
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    expect_name: str | None = None,
+    expect_labels: tuple[str, ...] | None = None,
+    expect_input_size: int | None = None,
+    expect_sha256: str | None = None,
+):
+    """Build the model a checkpoint describes and load its verified weights (eval mode)."""
+    from cxrkit.models.registry import build
+
+    payload = read_checkpoint(path)
+    card: ModelCard = payload["card"]
+    checks = (
+        ("model", expect_name, card.name),
+        ("labels", None if expect_labels is None else tuple(expect_labels), card.labels),
+        ("input size", expect_input_size, card.input_size),
+        ("weights sha256", expect_sha256, card.weights_sha256),
+    )
+    for what, want, have in checks:
+        if want is not None and want != have:
+            raise CxrkitError(f"{path}: checkpoint {what} is {have!r}, expected {want!r}")
+    model = build(card)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise CxrkitError(
+            f"{path}: weights do not fit model {card.name!r} (missing {list(missing)[:3]}, "
+            f"unexpected {list(unexpected)[:3]})"
+        )
+    model.eval()
+    log.info("loaded %s (%s, sha256 %s...)", path, card.name, str(card.weights_sha256)[:12])
+    return model
