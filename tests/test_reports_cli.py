@@ -157,9 +157,9 @@ def test_eval_on_small_gold(tmp_path, capsys):
 def test_eval_without_gold_gives_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CXRKIT_SHARED_DATA", str(tmp_path / "none"))
     monkeypatch.chdir(tmp_path)
-    import cxrkit.reports.evaluate as ev
+    import cxrkit.data.shared as shared
 
-    monkeypatch.setattr(ev, "__file__", str(tmp_path / "a" / "b" / "c" / "d.py"))
+    monkeypatch.setattr(shared, "__file__", str(tmp_path / "a" / "b" / "c" / "d.py"))
     assert main(["reports", "eval"]) != 0
     err = capsys.readouterr().err
-    assert "gold labels not found" in err and "--gold" in err
+    assert "openi_gold_dev.csv not found" in err and "--gold" in err

@@ -44,3 +44,20 @@ def save_png(path, image: np.ndarray) -> None:
     if not ok:  # pragma: no cover - cv2 failure
         raise RuntimeError(f"could not encode PNG for {path}")
     write_bytes(path, buf.tobytes())
+
+
+def heat_overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a heatmap (same H x W as ``gray``, any float range) over a gray image with the jet colormap.
+
+    The heatmap is min-max normalized to [0, 255] first; the blend weight is ``alpha`` times the normalized
+    heat (cold regions stay plain radiograph). Returns a BGR uint8 canvas.
+    """
+    h = np.asarray(heatmap, dtype=np.float32)
+    if h.shape != gray.shape[:2]:
+        raise ValueError(f"heatmap shape {h.shape} does not match image shape {gray.shape[:2]}")
+    lo, hi = float(h.min()), float(h.max())
+    h8 = ((h - lo) / (hi - lo) * 255).astype(np.uint8) if hi > lo else np.zeros(h.shape, np.uint8)
+    color = cv2.applyColorMap(h8, cv2.COLORMAP_JET).astype(np.float32)
+    # Blend in proportion to the heat, so cold regions keep the radiograph visible.
+    a = (alpha * h8.astype(np.float32) / 255.0)[..., None]
+    return (to_bgr(gray).astype(np.float32) * (1 - a) + color * a).round().astype(np.uint8)

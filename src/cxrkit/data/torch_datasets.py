@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cxrkit.data.cache import ImageCache
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import label_matrix
 from cxrkit.data.chexmask import CheXmaskRecord
@@ -47,7 +48,8 @@ class NIHDataset(torch.utils.data.Dataset):
 
     Args:
         table: canonical metadata (:func:`cxrkit.data.nih.read_metadata`), optionally filtered to a split.
-        images: an :class:`ImageLocator` or a folder (flat or NIH ``images_0xx/images`` layout).
+        images: an :class:`ImageLocator`, a folder (flat or NIH ``images_0xx/images`` layout), or an
+            :class:`~cxrkit.data.cache.ImageCache` built at ``size`` (decoded once; much faster).
         size: side of the returned square image in pixels (area resize of the whole image).
         boxes: optional :func:`cxrkit.data.nih.read_boxes` table (coordinates in 1024 NIH pixels).
         transform: optional callable applied to the dict sample (e.g. augmentation).
@@ -61,15 +63,21 @@ class NIHDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         table: pd.DataFrame,
-        images: ImageLocator | str | os.PathLike,
+        images: ImageLocator | ImageCache | str | os.PathLike,
         size: int = 224,
         boxes: pd.DataFrame | None = None,
         transform: Callable[[dict], dict] | None = None,
         masks: Mapping[str, CheXmaskRecord] | None = None,
     ):
         self.table = table.reset_index(drop=True)
-        self.locator = images if isinstance(images, ImageLocator) else ImageLocator(images)
         self.size = int(size)
+        self.cache: ImageCache | None = images if isinstance(images, ImageCache) else None
+        if self.cache is not None:
+            if self.cache.size != self.size:
+                raise CxrkitError(f"{self.cache.path}: cache holds {self.cache.size}px images, dataset asks {self.size}")
+            self.locator = None
+        else:
+            self.locator = images if isinstance(images, ImageLocator) else ImageLocator(images)
         self.transform = transform
         self.masks = masks
         self._labels = label_matrix(self.table)
@@ -84,10 +92,13 @@ class NIHDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         row = self.table.iloc[i]
         name = row["Image Index"]
-        path = self.locator.path(name)
-        full = load_gray8(path)
-        h, w = full.shape
-        img = resize_area(full, self.size)
+        if self.cache is not None:
+            img = self.cache[name]
+            h, w = self.cache.original_shape(name)
+        else:
+            full = load_gray8(self.locator.path(name))
+            h, w = full.shape
+            img = resize_area(full, self.size)
         found = self._boxes.get(name, [])
         b = np.array([x for _, x in found], dtype=np.float64).reshape(-1, 4)
         b = scale_boxes(b, (h, w), (self.size, self.size))

@@ -111,6 +111,15 @@ class SquareResize:
         full = cv2.resize(m.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST) if s != self.size else m
         return full[self.pad_top : self.pad_top + self.height, self.pad_left : self.pad_left + self.width].astype(bool)
 
+    def map_to_original(self, values: np.ndarray) -> np.ndarray:
+        """Map a float ``(size, size)`` map (e.g. a heatmap) back to ``(height, width)``, bilinear."""
+        v = np.asarray(values, dtype=np.float32)
+        if v.shape[:2] != (self.size, self.size):
+            raise CxrkitError(f"map shape {v.shape} does not match the square {self.size}x{self.size}")
+        s = self.side
+        full = cv2.resize(v, (s, s), interpolation=cv2.INTER_LINEAR) if s != self.size else v
+        return full[self.pad_top : self.pad_top + self.height, self.pad_left : self.pad_left + self.width]
+
     def _check_shape(self, image: np.ndarray) -> None:
         if image.shape[:2] != (self.height, self.width):
             raise CxrkitError(

@@ -109,7 +109,8 @@ def create_model(
     if checkpoint is not None:
         from cxrkit.models.checkpoint import load_checkpoint
 
-        model = load_checkpoint(checkpoint, expect_name=name)
+        model = load_checkpoint(checkpoint, expect_name=name,
+                                expect_sha256=entry.card.weights_sha256 if pretrained else None)
         _check_overrides(model.card, overrides, checkpoint)
         return model
     card = entry.card

@@ -143,22 +143,12 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
 
 
 def default_gold_dir() -> Path:
-    """``reports/openi`` under the shared data folder: ``$CXRKIT_SHARED_DATA``, ``../shared/data``
-    relative to the working directory, or relative to the source checkout. Raises
+    """``reports/openi`` under the shared data folder (see :mod:`cxrkit.data.shared`). Raises
     :class:`CxrkitError` listing the places tried when none has the gold file."""
-    candidates: list[Path] = []
-    env = os.environ.get("CXRKIT_SHARED_DATA")
-    if env:
-        candidates.append(Path(env) / "reports" / "openi")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "reports" / "openi")
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "reports" / "openi")
-    for c in candidates:
-        if (c / GOLD_FILE).is_file():
-            return c
-    raise CxrkitError(
-        f"gold labels not found: looked for {GOLD_FILE} in {', '.join(str(c) for c in candidates)}; "
-        "pass --gold FILE --reports NLMCXR_reports.tgz or set CXRKIT_SHARED_DATA"
-    )
+    from cxrkit.data.shared import find_shared
+
+    return find_shared(f"reports/openi/{GOLD_FILE}",
+                       "pass --gold FILE --reports NLMCXR_reports.tgz or set CXRKIT_SHARED_DATA").parent
 
 
 def _binary(value: int | None, uncertain_as: str) -> int:

@@ -1,15 +1,22 @@
 """Multi-label chest X-ray classifiers: DenseNet-121 (CheXNet-style, default), ResNet-50 (the
-ChestX-ray14 paper's) and ResNet-18 (light, for CPU benchmarks), all from MONAI's networks, 1-channel.
+ChestX-ray14 paper's) and a light ResNet (``resnet_lite``: ResNet-18 depth, 24-96 channels, ~0.9 M parameters,
+no max pool and a stride-1 last stage so the output stride is 8, LSE pooling; for CPU benchmarks and the
+lesion-insertion model shipped with the demo), all from MONAI's networks, 1-channel.
 
-Every classifier is ``backbone -> (ReLU) -> global average pooling -> linear``, so class activation maps
-(CAM, Zhou et al. 2016) come straight from the last feature map and the linear weights; Grad-CAM works
-on ``model.target_layer``.
+Every classifier is ``backbone -> (ReLU) -> per-location linear class scores -> spatial pooling``. With
+average pooling (``pool="avg"``, the default, CheXNet's GAP) this is exactly GAP followed by a linear
+layer; ``pool="lse"`` is the ChestX-ray8 paper's log-sum-exp pooling (``1/r log mean exp(r s)``, between
+average and max), which learns small lesions much faster. Either way the class activation maps (CAM,
+Zhou et al. 2016) are the per-location scores, so localization needs no extra pass; Grad-CAM works on
+``model.target_layer``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+import math
 
 from cxrkit.findings import FINDINGS
 from cxrkit.models.cards import ModelCard, Normalization, arch
@@ -19,6 +26,8 @@ from cxrkit.models.registry import register_model
 # ImageNet-like grey statistics are meaningless without ImageNet weights; these are the mean/std of
 # NIH ChestX-ray14 pixels scaled to [0, 1] (measured on the 200 bundled/shared images: ~0.50 / ~0.25).
 _NORM = Normalization(mean=0.5, std=0.25)
+
+POOLS = ("avg", "lse", "max")
 
 
 class Classifier(CxrModule):
@@ -31,6 +40,10 @@ class Classifier(CxrModule):
         self.relu = relu
         self.dropout = nn.Dropout(float(card.arch_kwargs.get("dropout", 0.0)))
         self.head = nn.Linear(n_features, len(card.labels))
+        self.pool = str(card.arch_kwargs.get("pool", "avg"))
+        self.lse_r = float(card.arch_kwargs.get("lse_r", 10.0))
+        if self.pool not in POOLS:
+            raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
 
     @property
     def target_layer(self) -> nn.Module:
@@ -44,13 +57,25 @@ class Classifier(CxrModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
-        return self.head(self.dropout(f.mean(dim=(2, 3))))
+        if self.pool == "avg":
+            return self.head(self.dropout(f.mean(dim=(2, 3))))
+        return self.forward_with_cams(x, features=f)[0]
 
-    def forward_with_cams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pool(self, maps: torch.Tensor) -> torch.Tensor:
+        if self.pool == "avg":
+            return maps.mean(dim=(2, 3))
+        if self.pool == "max":
+            return maps.amax(dim=(2, 3))
+        m = maps.float().flatten(2) * self.lse_r
+        return (torch.logsumexp(m, dim=2) - math.log(m.shape[2])) / self.lse_r
+
+    def forward_with_cams(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, K) and class activation maps (N, K, h, w) in one pass (CAM: sum_c w_kc f_c)."""
-        f = self.features(x)
-        logits = self.head(f.mean(dim=(2, 3)))
+        f = self.features(x) if features is None else features
+        if self.pool == "avg":
+            f = self.dropout(f)
         cams = torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f)
+        logits = self._pool(cams).to(self.head.bias.dtype) + self.head.bias
         return logits, cams
 
 
@@ -61,16 +86,21 @@ def _densenet_backbone(card: ModelCard) -> tuple[nn.Module, int]:
     return net.features, net.class_layers.out.in_features
 
 
-def _resnet_backbone(depth: int):
-    def make(card: ModelCard) -> tuple[nn.Module, int]:
-        from monai.networks import nets
+def _resnet_body(card: ModelCard, block: str, layers, widths, conv1_stride: int, max_pool: bool,
+                 last_stride: int = 2) -> tuple[nn.Module, int]:
+    from monai.networks.nets import ResNet
 
-        net = getattr(nets, f"resnet{depth}")(spatial_dims=2, n_input_channels=card.in_channels, num_classes=1)
-        body = nn.Sequential(net.conv1, net.bn1, net.act, net.maxpool, net.layer1, net.layer2, net.layer3,
-                             net.layer4)
-        return body, net.fc.in_features
-
-    return make
+    net = ResNet(block=block, layers=list(layers), block_inplanes=list(widths), spatial_dims=2,
+                 n_input_channels=card.in_channels, conv1_t_stride=conv1_stride, no_max_pool=not max_pool,
+                 num_classes=1)
+    if last_stride == 1:  # keep layer4 at layer3's resolution: twice finer class activation maps
+        first = net.layer4[0]
+        first.conv1.stride = (1, 1)
+        if first.downsample is not None:
+            first.downsample[0].stride = (1, 1)
+    parts = [net.conv1, net.bn1, net.act] + ([net.maxpool] if max_pool else [])
+    body = nn.Sequential(*parts, net.layer1, net.layer2, net.layer3, net.layer4)
+    return body, net.fc.in_features
 
 
 def _card(name: str, description: str, input_size: int = 224) -> ModelCard:
@@ -82,7 +112,7 @@ def _card(name: str, description: str, input_size: int = 224) -> ModelCard:
         in_channels=1,
         normalization=_NORM,
         thresholds=None,
-        architecture=arch(dropout=0.0),
+        architecture=arch(dropout=0.0, pool="avg"),
         description=description,
     )
 
@@ -95,11 +125,19 @@ def densenet121(card: ModelCard) -> Classifier:
 
 @register_model(_card("resnet50", "ResNet-50 (the ChestX-ray14 paper's), GAP + linear head, 14 findings"))
 def resnet50(card: ModelCard) -> Classifier:
-    body, n = _resnet_backbone(50)(card)
+    # Standard ImageNet layout: 7x7/2 stem + max pool, output stride 32.
+    body, n = _resnet_body(card, "bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), conv1_stride=2, max_pool=True)
     return Classifier(card, body, n, relu=False)
 
 
-@register_model(_card("resnet18", "ResNet-18, GAP + linear head; light model for CPU benchmarks", 256))
-def resnet18(card: ModelCard) -> Classifier:
-    body, n = _resnet_backbone(18)(card)
+_LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="lse",
+             lse_r=10.0)
+
+
+@register_model(_card("resnet_lite", "Light ResNet (ResNet-18 depth, 24-96 channels, output stride 8, LSE pooling): "
+                      "CPU benchmarks and the shipped lesion-insertion model", 256).replace(architecture=arch(**_LITE)))
+def resnet_lite(card: ModelCard) -> Classifier:
+    a = {**_LITE, **card.arch_kwargs}
+    body, n = _resnet_body(card, "basic", a["layers"], a["widths"], conv1_stride=a["conv1_stride"], max_pool=False,
+                           last_stride=a["last_stride"])
     return Classifier(card, body, n, relu=False)

@@ -1,0 +1,84 @@
+"""Class activation maps: CAM for GAP + linear heads, Grad-CAM for any network.
+
+All functions take a normalized input batch ``x`` (N, C, S, S) (see ``model.preprocess``) and return
+non-negative heatmaps (N, K, h, w) at the feature-map resolution, one per label; :func:`upsample` brings
+them to model-input or original-image resolution (bilinear). Heatmap value units are arbitrary; the box
+extraction normalizes each map to [0, 255] as the ChestX-ray8 paper does.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrkit.errors import CxrkitError
+from cxrkit.io.geometry import SquareResize
+
+METHODS = ("cam", "gradcam")
+
+
+def cam(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (N, K) and CAMs (N, K, h, w): ``sum_c w_kc f_c`` (Zhou et al. 2016), ReLU'd."""
+    if not hasattr(model, "forward_with_cams"):
+        raise CxrkitError(f"model {type(model).__name__} has no GAP + linear head; use method='gradcam'")
+    with torch.inference_mode():
+        logits, maps = model.forward_with_cams(x)
+    return torch.sigmoid(logits.float()), torch.relu(maps.float())
+
+
+def grad_cam(model, x: torch.Tensor, target_layer: torch.nn.Module | None = None,
+             classes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (N, K) and Grad-CAM maps (N, len(classes), h, w) (Selvaraju et al. 2017).
+
+    ``target_layer`` defaults to ``model.target_layer`` (the last feature map). Each map is
+    ``ReLU(sum_c alpha_kc A_c)`` with ``alpha_kc`` the spatial mean of d logit_k / d A_c.
+    """
+    layer = target_layer if target_layer is not None else getattr(model, "target_layer", None)
+    if layer is None:
+        raise CxrkitError("grad_cam needs target_layer= for a model without .target_layer")
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_m, _inp, out):
+        out.retain_grad()
+        store["a"] = out
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(False)
+            logits = model(xx).float()
+            k_all = range(logits.shape[1]) if classes is None else list(classes)
+            maps = []
+            for j, k in enumerate(k_all):
+                model.zero_grad(set_to_none=True)
+                if store["a"].grad is not None:
+                    store["a"].grad = None
+                logits[:, k].sum().backward(retain_graph=j + 1 < len(k_all))
+                a, g = store["a"].detach().float(), store["a"].grad.detach().float()
+                weights = g.mean(dim=(2, 3), keepdim=True)
+                maps.append(torch.relu((weights * a).sum(dim=1)))
+    finally:
+        handle.remove()
+    return torch.sigmoid(logits.detach()), torch.stack(maps, dim=1)
+
+
+def heatmaps(model, x: torch.Tensor, method: str = "cam") -> tuple[torch.Tensor, torch.Tensor]:
+    """Dispatch to :func:`cam` or :func:`grad_cam`."""
+    if method == "cam":
+        return cam(model, x)
+    if method == "gradcam":
+        return grad_cam(model, x)
+    raise CxrkitError(f"unknown heatmap method {method!r}; choose one of {METHODS}")
+
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, K, h, w) -> (N, K, size, size), bilinear (model-input resolution)."""
+    return F.interpolate(maps.float(), size=(size, size), mode="bilinear", align_corners=False)
+
+
+def to_original(heatmap: np.ndarray, geom: SquareResize) -> np.ndarray:
+    """A model-input-resolution heatmap (S, S) -> original image resolution (H, W) (undo pad + resize)."""
+    return geom.map_to_original(heatmap)

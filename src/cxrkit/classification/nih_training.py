@@ -1,0 +1,93 @@
+"""Training and evaluating on the NIH ChestX-ray14 layout with the official split.
+
+train/val come from ``train_val_list.txt`` split by patient (``val_fraction`` of patients, seeded); the
+test list is never touched by training. Only images present under the image folder are used (so the
+same code runs on the full 112,120 images and on a 200-image subset), and the counts are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrkit.data.locate import ImageLocator
+from cxrkit.data.nih import read_metadata
+from cxrkit.data.splits import official_split, patient_split
+from cxrkit.errors import CxrkitError
+
+log = logging.getLogger(__name__)
+
+
+def nih_splits(metadata: str | os.PathLike, images: str | os.PathLike, split_dir: str | os.PathLike,
+               val_fraction: float = 0.1, seed: int = 0) -> tuple[dict[str, pd.DataFrame], ImageLocator]:
+    """Metadata rows of train / val / test restricted to images found under ``images``."""
+    table = read_metadata(metadata)
+    locator = ImageLocator(images)
+    official = official_split(split_dir)
+    present = set(locator.names())
+    train_val = [n for n in official["train_val"] if n in present]
+    test = [n for n in official["test"] if n in present]
+    if not train_val:
+        raise CxrkitError(f"{images}: none of the {len(official['train_val'])} train_val images is there")
+    split = patient_split(train_val, val_fraction=val_fraction, seed=seed)
+    idx = table.set_index("Image Index", drop=False)
+    missing = [n for n in train_val + test if n not in idx.index]
+    if missing:
+        raise CxrkitError(f"{metadata}: {len(missing)} images have no metadata row, e.g. {missing[:3]}")
+    out = {k: idx.loc[v].reset_index(drop=True) for k, v in (("train", split["train"]), ("val", split["val"]), ("test", test))}
+    log.info("NIH split from %s: train %d, val %d, test %d images present (of %d train_val, %d test listed)",
+             split_dir, len(out["train"]), len(out["val"]), len(out["test"]), len(official["train_val"]),
+             len(official["test"]))
+    return out, locator
+
+
+def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.1, cache: str | None = None,
+              resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` (a :class:`~cxrkit.classification.train.TrainConfig`) on the NIH layout."""
+    from cxrkit.classification.train import Trainer, init_distributed
+    from cxrkit.data.torch_datasets import NIHDataset
+
+    tables, locator = nih_splits(metadata, images, split_dir, val_fraction, config.seed)
+    if len(tables["val"]) == 0:
+        raise CxrkitError("validation split is empty; add images or raise --val-fraction")
+    source: Any = locator
+    d = init_distributed()
+    if cache:
+        from cxrkit.data.cache import ImageCache, build_cache
+
+        names = list(tables["train"]["Image Index"]) + list(tables["val"]["Image Index"])
+        if d.main:
+            build_cache(names, locator, cache, size=config.input_size, workers=max(1, config.num_workers),
+                        progress=progress)
+        if d.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        source = ImageCache(cache)
+    train_ds = NIHDataset(tables["train"], source, size=config.input_size)
+    val_ds = NIHDataset(tables["val"], source, size=config.input_size)
+    return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress)
+
+
+def predict_nih_test(checkpoint, metadata, images, split_dir, out_csv, batch_size: int = 16,
+                     progress: bool = True) -> Path:
+    """Write ``Image Index`` + ``prob_<finding>`` for every test-list image present (evaluate's input)."""
+    from cxrkit.classification.train import predict_dataset
+    from cxrkit.data.torch_datasets import NIHDataset
+    from cxrkit.io.atomic import write_text
+    from cxrkit.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    tables, locator = nih_splits(metadata, images, split_dir)
+    if len(tables["test"]) == 0:
+        raise CxrkitError(f"{images}: no test-list image present")
+    ds = NIHDataset(tables["test"], locator, size=model.card.input_size)
+    probs, _, ids = predict_dataset(model, ds, batch_size=batch_size, progress=progress)
+    frame = pd.DataFrame(probs, columns=[f"prob_{f}" for f in model.card.labels])
+    frame.insert(0, "Image Index", ids)
+    write_text(out_csv, frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    return Path(out_csv)

@@ -1,0 +1,121 @@
+"""Single-image inference: probabilities, heatmaps at original resolution, boxes, overlays.
+
+Array functions take grayscale images (H, W) of any size and dtype; coordinates in the results are in
+pixels of the original image (x right, y down, 0-based; boxes as top-left x, y plus w, h).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from cxrkit.classification.boxes import heatmap_to_boxes
+from cxrkit.classification.cam import heatmaps as compute_heatmaps
+from cxrkit.errors import CxrkitError
+
+log = logging.getLogger(__name__)
+
+BOX_POLICIES = ("positive", "all")
+
+
+@dataclass
+class Prediction:
+    """What the model says about one image."""
+
+    image: str
+    width: int
+    height: int
+    model: str
+    probabilities: dict[str, float]
+    boxes: list[dict] = field(default_factory=list)
+    heatmaps: np.ndarray | None = None  # float32 (K, height, width), original resolution
+
+    def to_json(self) -> dict:
+        """The ``cxrkit predict`` JSON object (see CONTRACTS.md)."""
+        return {"image": self.image, "width": self.width, "height": self.height, "model": self.model,
+                "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
+                "boxes": [dict(b) for b in self.boxes]}
+
+
+def _thresholds(card) -> tuple[float, ...]:
+    return card.thresholds if card.thresholds is not None else tuple(0.5 for _ in card.labels)
+
+
+@torch.inference_mode()
+def predict_images(
+    model,
+    images: Sequence[np.ndarray],
+    names: Sequence[str] | None = None,
+    heatmap_method: str = "cam",
+    box_method: str = "paper",
+    box_policy: str = "positive",
+    keep_heatmaps: bool = True,
+    bf16: bool = True,
+    max_boxes: int = 3,
+) -> list[Prediction]:
+    """Run ``model`` (a cxrkit classifier) on grayscale ``images``.
+
+    ``box_policy``: ``positive`` gives boxes only for findings at or above the card's threshold (0.5 when
+    the card has none); ``all`` gives the best boxes of every finding. At most ``max_boxes`` per finding,
+    best score first; each box's ``score`` is the finding's probability times the box's heatmap score.
+    """
+    if box_policy not in BOX_POLICIES:
+        raise CxrkitError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
+    card = model.card
+    names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
+    x, geoms = model.preprocess(images)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        if heatmap_method == "gradcam":
+            with torch.inference_mode(False):
+                probs, maps = compute_heatmaps(model, x.clone(), heatmap_method)
+        else:
+            probs, maps = compute_heatmaps(model, x, heatmap_method)
+    probs = probs.float().numpy()
+    maps_np = torch.nn.functional.interpolate(maps.float(), size=(card.input_size, card.input_size),
+                                              mode="bilinear", align_corners=False).numpy()
+    thr = _thresholds(card)
+    out = []
+    for i, (name, geom) in enumerate(zip(names, geoms)):
+        full = np.stack([geom.map_to_original(m) for m in maps_np[i]])
+        boxes = []
+        for k, finding in enumerate(card.labels):
+            p = float(probs[i, k])
+            if box_policy == "positive" and p < thr[k]:
+                continue
+            found = heatmap_to_boxes(full[k], method=box_method)
+            found = sorted(found, key=lambda b: -b.score)[:max_boxes]
+            boxes.extend({"finding": finding, "x": float(b.x), "y": float(b.y), "w": float(b.w), "h": float(b.h),
+                          "score": float(p * b.score)} for b in found)
+        out.append(Prediction(image=name, width=geom.width, height=geom.height, model=card.name,
+                              probabilities={f: float(probs[i, k]) for k, f in enumerate(card.labels)},
+                              boxes=boxes, heatmaps=full if keep_heatmaps else None))
+    return out
+
+
+def overlay(gray: np.ndarray, pred: Prediction, finding: str | None = None,
+            truth: Sequence[tuple[str, tuple[float, float, float, float]]] = ()) -> np.ndarray:
+    """BGR overlay: the heatmap of ``finding`` (default: the most probable), predicted boxes (green when
+    they overlap a ground-truth box of their finding by IoBB >= 0.5 or there is no ground truth, red
+    otherwise), ground truth boxes in blue, each labelled."""
+    from cxrkit.io.images import to_uint8
+    from cxrkit.metrics.localization import iobb
+    from cxrkit.viz import BLUE, GREEN, RED, draw_boxes, heat_overlay, to_bgr
+
+    g8 = gray if gray.dtype == np.uint8 else to_uint8(gray)
+    if finding is None:
+        finding = max(pred.probabilities, key=pred.probabilities.get)
+    labels = list(pred.probabilities)
+    canvas = heat_overlay(g8, pred.heatmaps[labels.index(finding)]) if pred.heatmaps is not None else to_bgr(g8)
+    for f, box in truth:
+        draw_boxes(canvas, np.array([box]), [f"{f} (truth)"], BLUE)
+    for b in pred.boxes:
+        pb = (b["x"], b["y"], b["w"], b["h"])
+        gts = [t for f, t in truth if f == b["finding"]]
+        hit = not truth or any(iobb(t, pb) >= 0.5 for t in gts)
+        draw_boxes(canvas, np.array([pb]), [f"{b['finding']} {pred.probabilities[b['finding']]:.2f}"], GREEN if hit else RED)
+    return canvas

@@ -1,0 +1,101 @@
+"""``cxrkit predict`` (single images -> JSON + overlay) and ``cxrkit localize`` (scored against boxes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="14 probabilities, heatmaps and boxes for images (JSON + overlay PNG)")
+    p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
+    p.add_argument("--model", required=True, help="cxrkit checkpoint (.pt), e.g. from `cxrkit train` or `cxrkit bench lesions`")
+    p.add_argument("--out", required=True, help="output folder: <stem>.json, <stem>_overlay.png")
+    p.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
+    p.add_argument("--box-method", choices=("paper", "adaptive"), default="paper")
+    p.add_argument("--all-boxes", action="store_true", help="boxes for every finding, not only those above threshold")
+    p.add_argument("--save-heatmaps", action="store_true", help="also write <stem>_heatmaps.npz (float16, original size)")
+    p.set_defaults(func=_predict)
+
+    ps = sub.add_parser("predict-split", help="probabilities for every image of the official test list as a CSV "
+                        "that `cxrkit evaluate` reads")
+    ps.add_argument("--model", required=True, help="cxrkit checkpoint")
+    ps.add_argument("--images", required=True, help="NIH image folder")
+    ps.add_argument("--metadata", required=True, help="NIH metadata CSV")
+    ps.add_argument("--split-dir", required=True, help="folder with train_val_list.txt and test_list.txt")
+    ps.add_argument("--out", required=True, help="output CSV: Image Index, prob_<finding>...")
+    ps.add_argument("--batch-size", type=int, default=16)
+    ps.set_defaults(func=_predict_split)
+
+    loc = sub.add_parser("localize", help="heatmap boxes on images with expert boxes: IoU/IoBB tables beside the paper's")
+    loc.add_argument("--model", required=True, help="cxrkit checkpoint")
+    loc.add_argument("--images", required=True, help="image folder")
+    loc.add_argument("--boxes", required=True, help="BBox_List_2017.csv (plain or gzip)")
+    loc.add_argument("--out", required=True, help="output folder")
+    loc.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
+    loc.add_argument("--methods", default="paper,adaptive", help="comma-separated box methods to score")
+    loc.add_argument("--no-overlays", action="store_true")
+    loc.set_defaults(func=_localize)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cxrkit.classification.predict import overlay, predict_images
+    from cxrkit.errors import CxrkitError
+    from cxrkit.io.atomic import write_bytes, write_text
+    from cxrkit.io.images import read_image
+    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.viz import save_png
+
+    model = load_checkpoint(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for path in args.images:
+        try:
+            xray = read_image(path)
+            pred = predict_images(model, [xray.pixels], [Path(path).name], heatmap_method=args.heatmap,
+                                  box_method=args.box_method, box_policy="all" if args.all_boxes else "positive")[0]
+        except (CxrkitError, OSError, ValueError) as exc:
+            log.error("%s: %s", path, exc)
+            failures.append(f"{path}: {exc}")
+            continue
+        stem = Path(path).stem
+        write_text(out / f"{stem}.json", json.dumps(pred.to_json(), indent=2) + "\n")
+        save_png(out / f"{stem}_overlay.png", overlay(xray.pixels, pred))
+        if args.save_heatmaps:
+            import io
+
+            import numpy as np
+
+            buf = io.BytesIO()
+            np.savez_compressed(buf, heatmaps=pred.heatmaps.astype(np.float16), labels=np.array(model.card.labels))
+            write_bytes(out / f"{stem}_heatmaps.npz", buf.getvalue())
+        top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        sys.stdout.write(f"{path}: " + ", ".join(f"{k} {v:.3f}" for k, v in top) + f"; {len(pred.boxes)} boxes\n")
+    if failures:
+        raise CxrkitError(f"{len(failures)} of {len(args.images)} images failed; first: {failures[0]}")
+    return 0
+
+
+def _predict_split(args: argparse.Namespace) -> int:
+    from cxrkit.classification.nih_training import predict_nih_test
+
+    path = predict_nih_test(args.model, args.metadata, args.images, args.split_dir, args.out, args.batch_size)
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+def _localize(args: argparse.Namespace) -> int:
+    from cxrkit.classification.localize import localize_folder
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    tables = localize_folder(args.model, args.images, args.boxes, args.out, heatmap_method=args.heatmap,
+                             box_methods=methods, overlays=not args.no_overlays)
+    for method, table in tables.items():
+        sys.stdout.write(f"# box method: {method}\n{table.to_string()}\n")
+    return 0
