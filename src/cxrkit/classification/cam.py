@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import SquareResize
@@ -75,8 +74,29 @@ def heatmaps(model, x: torch.Tensor, method: str = "cam") -> tuple[torch.Tensor,
 
 
 def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, K, h, w) -> (N, K, size, size), bilinear (model-input resolution)."""
-    return F.interpolate(maps.float(), size=(size, size), mode="bilinear", align_corners=False)
+    """(N, K, h, w) -> (N, K, size, size) at model-input resolution, bilinear between cell centres.
+
+    In these networks (stride-2 convolutions and pools with "same" padding) feature cell ``k`` is centred
+    on input pixel ``k * stride`` with ``stride = size / h``, not on ``(k + 0.5) * stride - 0.5`` as
+    ``F.interpolate(align_corners=False)`` assumes (nor on ``k * (size - 1) / (h - 1)`` as
+    ``align_corners=True`` does); either convention shifts the map down-right by up to half a cell, which
+    is enough to push a small lesion's box off the lesion. Pixels beyond the last centre take its value.
+    """
+    n, k, h, w = maps.shape
+    my = _interp_matrix(size, h, size / h)
+    mx = _interp_matrix(size, w, size / w)
+    return torch.einsum("ph,nkhw,qw->nkpq", my, maps.float(), mx)
+
+
+def _interp_matrix(size: int, cells: int, stride: float) -> torch.Tensor:
+    u = np.clip(np.arange(size, dtype=np.float64) / stride, 0, cells - 1)
+    k0 = np.floor(u).astype(int)
+    k1 = np.minimum(k0 + 1, cells - 1)
+    frac = (u - k0).astype(np.float32)
+    m = np.zeros((size, cells), np.float32)
+    np.add.at(m, (np.arange(size), k0), 1 - frac)
+    np.add.at(m, (np.arange(size), k1), frac)
+    return torch.from_numpy(m)
 
 
 def to_original(heatmap: np.ndarray, geom: SquareResize) -> np.ndarray:

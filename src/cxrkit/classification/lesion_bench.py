@@ -52,7 +52,8 @@ class LesionBenchConfig:
     batch_size: int = 16
     lr: float = 1e-3
     repeats: int = 10  # synthetic variants per training image
-    eval_repeats: int = 4  # per validation / test image
+    eval_repeats: int = 4  # per test image
+    val_repeats: int = 8  # per validation image (model selection needs enough samples)
     prevalence: float = 0.5
     test_fraction: float = 0.2
     val_fraction: float = 0.1
@@ -108,7 +109,7 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
              len(names), len(excluded), *(len(split[k]) for k in ("train", "val", "test")))
     base = {k: load_base_images([images_dir / n for n in v], cfg.work_size, progress) for k, v in split.items()}
     train_ds = LesionDataset(base["train"], cfg.input_size, cfg.repeats, seed=cfg.seed * 1000 + 1, prevalence=cfg.prevalence)
-    val_ds = LesionDataset(base["val"], cfg.input_size, cfg.eval_repeats, seed=cfg.seed * 1000 + 2, prevalence=cfg.prevalence)
+    val_ds = LesionDataset(base["val"], cfg.input_size, cfg.val_repeats, seed=cfg.seed * 1000 + 2, prevalence=cfg.prevalence)
     test_ds = LesionDataset(base["test"], cfg.input_size, cfg.eval_repeats, seed=cfg.seed * 1000 + 3, prevalence=cfg.prevalence)
 
     tcfg = TrainConfig(model=cfg.model, input_size=cfg.input_size, labels=LESION_FINDINGS, epochs=cfg.epochs,

@@ -11,7 +11,8 @@ brighter. With ``I`` the pixel (bright = dense) and ``t`` the lesion's projected
 what real nodules look like. Edges are blurred by a small Gaussian (focal-spot and detector blur) and the
 lesion carries a little texture so it is not a perfect disc.
 
-* Nodule: near-spherical (projected thickness ``sqrt(1 - r^2)``), diameter ~ 20-70 px at 1024 (~0.7-2.5 cm).
+* Nodule: near-spherical (projected thickness ``sqrt(1 - r^2)``), diameter 26-70 px at 1024 (~1-2.7 cm at
+  NIH's ~0.39 mm per pixel at 1024; smaller ones are a pixel or two at the 256 px model input).
 * Mass: lobulated (radius modulated by low harmonics), diameter ~ 90-190 px at 1024 (> 3 cm).
 * Effusion: fluid in the dependent part of one pleural space: the lung field below a meniscus that rises
   laterally (the costophrenic angle is blunted first), density increasing downward.
@@ -31,8 +32,8 @@ LESION_FINDINGS: tuple[str, ...] = ("Effusion", "Mass", "Nodule")
 class LesionConfig:
     """Size (pixels at 1024) and strength ranges of the inserted findings."""
 
-    nodule_radius: tuple[float, float] = (10.0, 35.0)
-    nodule_k: tuple[float, float] = (0.5, 1.2)
+    nodule_radius: tuple[float, float] = (13.0, 35.0)
+    nodule_k: tuple[float, float] = (0.7, 1.4)
     mass_radius: tuple[float, float] = (45.0, 95.0)
     mass_k: tuple[float, float] = (0.6, 1.4)
     effusion_height: tuple[float, float] = (0.15, 0.35)  # fraction of the lung's height

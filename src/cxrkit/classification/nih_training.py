@@ -46,7 +46,7 @@ def nih_splits(metadata: str | os.PathLike, images: str | os.PathLike, split_dir
 
 
 def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.1, cache: str | None = None,
-              resume: bool = True, progress: bool = True) -> dict[str, Any]:
+              resume: bool = True, progress: bool = True, stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Train ``config`` (a :class:`~cxrkit.classification.train.TrainConfig`) on the NIH layout."""
     from cxrkit.classification.train import Trainer, init_distributed
     from cxrkit.data.torch_datasets import NIHDataset
@@ -70,7 +70,8 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
         source = ImageCache(cache)
     train_ds = NIHDataset(tables["train"], source, size=config.input_size)
     val_ds = NIHDataset(tables["val"], source, size=config.input_size)
-    return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress)
+    return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress,
+                                       stop_after_epochs=stop_after_epochs)
 
 
 def predict_nih_test(checkpoint, metadata, images, split_dir, out_csv, batch_size: int = 16,

@@ -15,6 +15,7 @@ import torch
 
 from cxrkit.classification.boxes import heatmap_to_boxes
 from cxrkit.classification.cam import heatmaps as compute_heatmaps
+from cxrkit.classification.cam import upsample
 from cxrkit.errors import CxrkitError
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def predict_images(
         else:
             probs, maps = compute_heatmaps(model, x, heatmap_method)
     probs = probs.float().numpy()
-    maps_np = torch.nn.functional.interpolate(maps.float(), size=(card.input_size, card.input_size),
-                                              mode="bilinear", align_corners=False).numpy()
+    maps_np = upsample(maps, card.input_size).numpy()
     thr = _thresholds(card)
     out = []
     for i, (name, geom) in enumerate(zip(names, geoms)):

@@ -201,14 +201,21 @@ class Trainer:
             return c.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, after / span)))
         return c.lr * warm * plateau_factor
 
-    def fit(self, train_ds, val_ds, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-        """Run (or resume) training; returns a summary dict (best epoch, best val mean AUROC, paths)."""
+    def fit(self, train_ds, val_ds, resume: bool = True, progress: bool = True,
+            stop_after_epochs: int | None = None) -> dict[str, Any]:
+        """Run (or resume) training; returns a summary dict (best epoch, best val mean AUROC, paths).
+
+        ``stop_after_epochs`` ends this run after that many epochs (e.g. to fit a cluster job's time
+        limit); the next call resumes from ``last.pt`` exactly where it stopped.
+        """
         from tqdm.auto import tqdm
 
         c, d = self.cfg, self.dist
         self.out.mkdir(parents=True, exist_ok=True)
-        model = create_model(c.model, input_size=c.input_size, labels=c.labels,
-                             **({"architecture": dict(c.architecture)} if c.architecture else {}))
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG state left alone
+            torch.manual_seed(_seed(c.seed, 0))
+            model = create_model(c.model, input_size=c.input_size, labels=c.labels,
+                                 **({"architecture": dict(c.architecture)} if c.architecture else {}))
         model.to(d.device)
         if c.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -237,7 +244,8 @@ class Trainer:
         total_opt_steps = c.epochs * math.ceil(steps_per_epoch / c.accum_steps)
         use_bf16 = c.bf16 and (d.device.type == "cpu" or torch.cuda.is_bf16_supported())
 
-        for epoch in range(state["epoch"], c.epochs):
+        end = c.epochs if stop_after_epochs is None else min(c.epochs, state["epoch"] + stop_after_epochs)
+        for epoch in range(state["epoch"], end):
             t0 = time.perf_counter()
             net.train()
             idx = epoch_indices(len(train_ds), c.seed, epoch, d.rank, d.world)
@@ -273,6 +281,8 @@ class Trainer:
                 seen += len(y)
                 bar.set_postfix(loss=f"{running / max(seen, 1):.4f}")
             bar.close()
+            if d.world > 1:
+                _average_buffers(model, d.world)
             train_loss = running / max(seen, 1)
             record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"],
                       "seconds": 0.0, "img_per_s": 0.0}
@@ -326,6 +336,14 @@ class Trainer:
             if not result["identical"]:
                 log.error("ranks ended with different weights: %s", digests)
         return result
+
+
+def _average_buffers(model, world: int) -> None:
+    """Average BatchNorm running statistics over the ranks (each rank updated them on its own shard)."""
+    for buf in _unwrap(model).buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf.data, op=dist.ReduceOp.SUM)
+            buf.data /= world
 
 
 class _null:

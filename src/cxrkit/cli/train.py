@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", help="preprocessing cache folder (built/resumed here first; much faster loading)")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--stop-after-epochs", type=int, help="end this run after N epochs (resume later)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out has last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
@@ -64,7 +65,8 @@ def _train(args: argparse.Namespace) -> int:
                       loss=args.loss, bf16=not args.no_bf16, augment=aug, seed=args.seed, num_workers=args.workers,
                       max_steps_per_epoch=args.max_steps_per_epoch)
     summary = train_nih(cfg, args.metadata, args.images, args.split_dir, args.out, val_fraction=args.val_fraction,
-                        cache=args.cache, resume=not args.no_resume, progress=not args.quiet)
+                        cache=args.cache, resume=not args.no_resume, progress=not args.quiet,
+                        stop_after_epochs=args.stop_after_epochs)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

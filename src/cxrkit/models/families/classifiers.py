@@ -1,6 +1,6 @@
 """Multi-label chest X-ray classifiers: DenseNet-121 (CheXNet-style, default), ResNet-50 (the
 ChestX-ray14 paper's) and a light ResNet (``resnet_lite``: ResNet-18 depth, 24-96 channels, ~0.9 M parameters,
-no max pool and a stride-1 last stage so the output stride is 8, LSE pooling; for CPU benchmarks and the
+no max pool and a stride-1 last stage so the output stride is 8; for CPU benchmarks and the
 lesion-insertion model shipped with the demo), all from MONAI's networks, 1-channel.
 
 Every classifier is ``backbone -> (ReLU) -> per-location linear class scores -> spatial pooling``. With
@@ -130,11 +130,10 @@ def resnet50(card: ModelCard) -> Classifier:
     return Classifier(card, body, n, relu=False)
 
 
-_LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="lse",
-             lse_r=10.0)
+_LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="avg")
 
 
-@register_model(_card("resnet_lite", "Light ResNet (ResNet-18 depth, 24-96 channels, output stride 8, LSE pooling): "
+@register_model(_card("resnet_lite", "Light ResNet (ResNet-18 depth, 24-96 channels, output stride 8, GAP): "
                       "CPU benchmarks and the shipped lesion-insertion model", 256).replace(architecture=arch(**_LITE)))
 def resnet_lite(card: ModelCard) -> Classifier:
     a = {**_LITE, **card.arch_kwargs}

@@ -1,0 +1,26 @@
+"""``cxrkit evaluate``: per-class AUROC with bootstrap CIs, ROC plots, and the published numbers beside them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="AUROC per finding (+95%% bootstrap CI) of a predictions CSV vs NIH labels")
+    p.add_argument("--predictions", required=True, help="CSV: 'Image Index' + FINDING or prob_FINDING columns")
+    p.add_argument("--metadata", required=True, help="NIH metadata (2017, v2020 or Kaggle; plain or gzip)")
+    p.add_argument("--out", required=True, help="folder: auroc.csv, comparison.csv/.md, roc_*.png")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cxrkit.classification.evaluate import evaluate_predictions
+
+    table = evaluate_predictions(args.predictions, args.metadata, args.out, n_boot=args.n_boot, seed=args.seed,
+                                 plots=not args.no_plots)
+    sys.stdout.write(table.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    return 0
