@@ -60,6 +60,7 @@ class LesionBenchConfig:
     seed: int = 0
     num_workers: int = 2
     box_method: str = "paper"
+    augment: bool = True
     max_images: int | None = None
 
 
@@ -114,7 +115,8 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
 
     tcfg = TrainConfig(model=cfg.model, input_size=cfg.input_size, labels=LESION_FINDINGS, epochs=cfg.epochs,
                        batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=30, loss="bce", schedule="cosine",
-                       augment=AugmentConfig(rotate_deg=5, scale=0.05, translate=0.03), seed=cfg.seed,
+                       augment=AugmentConfig(rotate_deg=5, scale=0.05, translate=0.03) if cfg.augment else None,
+                       seed=cfg.seed,
                        num_workers=cfg.num_workers)
     t_train = time.perf_counter()
     summary = Trainer(tcfg, out / "train").fit(train_ds, val_ds, progress=progress)

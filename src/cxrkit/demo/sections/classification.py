@@ -64,8 +64,10 @@ def build(ctx: DemoContext) -> Section:
         f"<p>Model <code>{MODEL}</code> ({html.escape(card.description)}), {card.input_size}px input, weights "
         f"sha256 <code>{str(card.weights_sha256)[:16]}...</code>, shipped in the package. Findings were inserted "
         "into the bundled real NIH images (fixed seed), so the true boxes are exact. Blue: inserted (truth); "
-        "green: predicted box with IoBB &ge; 0.5; red: false positive. Benchmark figures: README, "
-        "<code>cxrkit bench lesions</code>.</p>"
+        "green: predicted box with IoBB &ge; 0.5; red: false positive. Of these six images, one was a training "
+        "image of the benchmark (with other insertions), one a test image, four were left out of it because their "
+        "NIH labels carry a real Effusion, Mass or Nodule (which this model was never taught about). Benchmark "
+        "figures: README, <code>cxrkit bench lesions</code>.</p>"
         "<table><tr><th>image</th><th>inserted</th><th>probabilities</th><th>localization</th></tr>"
         + "".join(rows) + "</table>"
         f'<div class="grid">{"".join(figures)}</div>'

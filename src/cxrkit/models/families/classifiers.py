@@ -1,6 +1,6 @@
 """Multi-label chest X-ray classifiers: DenseNet-121 (CheXNet-style, default), ResNet-50 (the
 ChestX-ray14 paper's) and a light ResNet (``resnet_lite``: ResNet-18 depth, 24-96 channels, ~0.9 M parameters,
-no max pool and a stride-1 last stage so the output stride is 8; for CPU benchmarks and the
+no max pool and a stride-1 last stage so the output stride is 8, LSE pooling; for CPU benchmarks and the
 lesion-insertion model shipped with the demo), all from MONAI's networks, 1-channel.
 
 Every classifier is ``backbone -> (ReLU) -> per-location linear class scores -> spatial pooling``. With
@@ -130,13 +130,27 @@ def resnet50(card: ModelCard) -> Classifier:
     return Classifier(card, body, n, relu=False)
 
 
-_LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="avg")
+_LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="lse",
+             lse_r=10.0)
 
 
-@register_model(_card("resnet_lite", "Light ResNet (ResNet-18 depth, 24-96 channels, output stride 8, GAP): "
+@register_model(_card("resnet_lite", "Light ResNet (ResNet-18 depth, 24-96 channels, output stride 8, LSE pooling): "
                       "CPU benchmarks and the shipped lesion-insertion model", 256).replace(architecture=arch(**_LITE)))
 def resnet_lite(card: ModelCard) -> Classifier:
     a = {**_LITE, **card.arch_kwargs}
     body, n = _resnet_body(card, "basic", a["layers"], a["widths"], conv1_stride=a["conv1_stride"], max_pool=False,
                            last_stride=a["last_stride"])
     return Classifier(card, body, n, relu=False)
+
+
+# Trained with `cxrkit bench lesions --out DIR` (seed 0, defaults) on the 200 real NIH images of the shared
+# data with inserted Effusion / Mass / Nodule; shipped so the demo runs offline. See README.
+_LESION_CARD = _card("resnet_lite_lesions", "resnet_lite trained by `cxrkit bench lesions` on real NIH images with "
+                     "inserted Effusion / Mass / Nodule (a pipeline demo, not a clinical model)", 256).replace(
+    labels=("Effusion", "Mass", "Nodule"), thresholds=(0.5, 0.5, 0.5), architecture=arch(**_LITE),
+    weights_sha256="a980f1913f202e3408447d424ad07973c4dfafd8b4c3b13cf3e8a24b7530f288")
+
+
+@register_model(_LESION_CARD, weights_file="resnet_lite_lesions.pt")
+def resnet_lite_lesions(card: ModelCard) -> Classifier:
+    return resnet_lite(card)
