@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
+# Heatmap -> box settings the benchmark can use; with box_method="auto" the one with the best accuracy at
+# T(IoBB)=0.5 on the *validation* images is applied to the test images (the test set never chooses).
+BOX_CANDIDATES: dict[str, tuple[str, dict]] = {
+    "paper": ("paper", {}),
+    "adaptive": ("adaptive", {}),
+    "adaptive@0.7": ("adaptive", {"rel_threshold": 0.7}),
+    "adaptive@0.8": ("adaptive", {"rel_threshold": 0.8}),
+    "adaptive@0.9": ("adaptive", {"rel_threshold": 0.9}),
+}
+
 
 @dataclass(frozen=True)
 class LesionBenchConfig:
@@ -59,7 +69,7 @@ class LesionBenchConfig:
     val_fraction: float = 0.1
     seed: int = 0
     num_workers: int = 2
-    box_method: str = "paper"
+    box_method: str = "auto"  # "auto": pick among BOX_CANDIDATES on the validation set; or one candidate name
     augment: bool = True
     max_images: int | None = None
 
@@ -124,10 +134,23 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
     shutil.copyfile(out / "train" / "best.pt", out / "model.pt.tmp")
     (out / "model.pt.tmp").replace(out / "model.pt")
 
-    rows, examples = evaluate_on(out / "model.pt", test_ds, cfg.box_method, progress)
+    if cfg.box_method == "auto":
+        val_rows, _ = evaluate_on(out / "model.pt", val_ds, BOX_CANDIDATES, progress)
+        val_acc = {k: score_rows(r)["overall"]["acc_iobb@0.5"] for k, r in val_rows.items()}
+        chosen = max(BOX_CANDIDATES, key=lambda k: (val_acc[k], k == "paper"))
+    elif cfg.box_method in BOX_CANDIDATES:
+        val_acc, chosen = {}, cfg.box_method
+    else:
+        raise CxrkitError(f"box method {cfg.box_method!r} is not 'auto' or one of {sorted(BOX_CANDIDATES)}")
+    test_rows, examples = evaluate_on(out / "model.pt", test_ds, BOX_CANDIDATES, progress, example_config=chosen)
+    rows = test_rows[chosen]
     _write_rows(out / "test_predictions.csv", rows)
     metrics = score_rows(rows)
     metrics.update({
+        "box_method": {"chosen": chosen, "how": "best validation accuracy at T(IoBB)=0.5" if val_acc else "given",
+                       "validation_acc_iobb@0.5": val_acc,
+                       "test_acc_iobb@0.5_all_candidates": {k: score_rows(r)["overall"]["acc_iobb@0.5"]
+                                                            for k, r in test_rows.items()}},
         "config": dataclasses.asdict(cfg),
         "images": {"used": len(names), "excluded_real_findings": len(excluded),
                    **{k: len(v) for k, v in split.items()}},
@@ -141,31 +164,46 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
     return metrics
 
 
-def evaluate_on(checkpoint: Path, ds: LesionDataset, box_method: str, progress: bool = False):
-    """Predict every sample of ``ds`` with the checkpoint; one row per (sample, finding)."""
+def evaluate_on(checkpoint: Path, ds: LesionDataset, box_configs: dict[str, tuple[str, dict]], progress: bool = False,
+                example_config: str | None = None):
+    """Predict every sample of ``ds`` once; for each box configuration, one row per (sample, finding)
+    with the top box of that finding's heatmap. Returns ({config: rows}, examples for the overlay figure
+    drawn with ``example_config``, default the first configuration)."""
+    example_config = example_config or next(iter(box_configs))
+    import cv2
     from tqdm.auto import tqdm
 
-    from cxrkit.classification.predict import predict_images
+    from cxrkit.classification.boxes import heatmap_to_boxes
+    from cxrkit.classification.predict import Prediction, predict_images
     from cxrkit.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
-    rows, examples = [], []
-    for i in tqdm(range(len(ds)), desc="test", disable=not progress):
+    rows: dict[str, list[dict]] = {k: [] for k in box_configs}
+    examples = []
+    labels = list(model.card.labels)
+    for i in tqdm(range(len(ds)), desc="evaluate", disable=not progress):
         img, boxes, ident = ds.render(i)
         h, w = ds.base.original_size[i % len(ds.base.names)]
-        import cv2
-
         full = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) if img.shape != (h, w) else img
-        pred = predict_images(model, [full], [ident], box_method=box_method, box_policy="all", max_boxes=1)[0]
-        top = {b["finding"]: b for b in pred.boxes}
-        for f in LESION_FINDINGS:
-            gt = boxes.get(f)
-            pb = top.get(f)
-            rows.append({"image": ident, "finding": f, "label": int(gt is not None), "prob": pred.probabilities[f],
-                         **{f"gt_{k}": (gt[j] if gt else None) for j, k in enumerate("xywh")},
-                         **{f"pred_{k}": (pb[k] if pb else None) for k in "xywh"}})
-        if len(examples) < 6 and boxes:
-            examples.append((full, pred, boxes))
+        pred = predict_images(model, [full], [ident], box_policy="all", max_boxes=0)[0]
+        for name, (method, kwargs) in box_configs.items():
+            top = {}
+            for f in LESION_FINDINGS:
+                found = heatmap_to_boxes(pred.heatmaps[labels.index(f)], method=method, **kwargs)
+                if found:
+                    b = max(found, key=lambda b: b.score)
+                    top[f] = {"finding": f, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": b.score}
+            for f in LESION_FINDINGS:
+                gt = boxes.get(f)
+                pb = top.get(f)
+                rows[name].append({"image": ident, "finding": f, "label": int(gt is not None),
+                                   "prob": pred.probabilities[f],
+                                   **{f"gt_{k}": (gt[j] if gt else None) for j, k in enumerate("xywh")},
+                                   **{f"pred_{k}": (pb[k] if pb else None) for k in "xywh"}})
+            if name == example_config and len(examples) < 6 and boxes:
+                shown = Prediction(pred.image, pred.width, pred.height, pred.model, pred.probabilities,
+                                   list(top.values()), pred.heatmaps)
+                examples.append((full, shown, boxes))
     return rows, examples
 
 

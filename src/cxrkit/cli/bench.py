@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     les.add_argument("--lr", type=float, default=1e-3)
     les.add_argument("--seed", type=int, default=0)
     les.add_argument("--workers", type=int, default=2)
-    les.add_argument("--box-method", choices=("paper", "adaptive"), default="paper")
+    les.add_argument("--box-method", default="auto",
+                     help="heatmap -> box setting: 'auto' (best on the validation images) or one of paper, adaptive, "
+                     "adaptive@0.7, adaptive@0.8, adaptive@0.9")
     les.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
     les.add_argument("--quiet", action="store_true")
     les.set_defaults(func=_lesions)
@@ -50,6 +52,6 @@ def _lesions(args: argparse.Namespace) -> int:
     m = run_lesion_benchmark(images, args.out, cfg, metadata=metadata, progress=not args.quiet)
     brief = {"per_finding": {f: {k: round(v, 4) for k, v in d.items() if k in ("auroc", "acc_iobb@0.5", "acc_iou@0.3")}
                              for f, d in m["per_finding"].items()},
-             "overall": m["overall"], "train_seconds": m["train_seconds"]}
+             "overall": m["overall"], "box_method": m["box_method"], "train_seconds": m["train_seconds"]}
     sys.stdout.write(json.dumps(brief, indent=2) + "\n")
     return 0

@@ -1,0 +1,1 @@
+"""Anatomy measurements from lung and heart masks (cardiothoracic ratio, areas)."""
