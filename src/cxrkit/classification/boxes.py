@@ -1,17 +1,23 @@
 """Heatmap -> boxes.
 
 Input: a heatmap (H, W) at the original image's resolution, any float range (CAM / Grad-CAM). Output:
-:class:`Box` list in pixels of that image (x, y = top-left corner, 0-based), best score first.
+:class:`Box` list in pixels of that image (x, y = top-left corner, 0-based, w/h in pixels), best first.
 
-* ``paper`` (Wang et al. 2017, Section 4.2): normalize the heatmap to [0, 255], threshold it at 60 and at
-  180, and draw the bounding box of every connected region of each binary map. Score = the region's peak
-  over the heatmap's peak (plus a tiny bonus for the tighter 180 boxes so they rank first on ties).
+* ``paper`` (Wang et al., ChestX-ray8, CVPR 2017, "Bounding Box Generation": "The intensities in heatmaps
+  are first normalized to [0, 255] and then thresholded by {60, 180} individually. Finally, B-Boxes are
+  generated to cover the isolated regions in the resulting binary maps."). Implemented as: min-max
+  normalize to [0, 255]; for each threshold T the binary map ``value >= T``; one box per 8-connected
+  region (its exact pixel extent). The paper does not say how boxes are ranked; here score = the region's
+  peak / 255 in [0, 1], ties (the same blob at both thresholds) broken in favour of the tighter box of the
+  higher threshold.
 * ``adaptive`` (cxrkit): per peak instead of per global threshold. Find local maxima of the heatmap
-  (above ``min_peak`` of the global maximum, non-maximum suppressed within ``peak_distance`` of the side),
-  and around each grow the region of pixels connected to it above ``rel_threshold`` of *that peak's* value;
-  box it. A weak second lesion therefore gets its own box instead of vanishing under a global threshold,
-  and a strong one is not inflated by the low threshold. Score = peak / global peak. Boxes that mostly
-  overlap a better one (IoU > ``nms_iou``) are dropped.
+  (above ``min_peak`` of the global range, non-maximum suppressed within ``peak_distance`` of the longer
+  side), and around each grow the region of pixels connected to it above ``rel_threshold`` of *that
+  peak's* value; box it. A weak second lesion therefore gets its own box instead of vanishing under a
+  global threshold, and a strong one is not inflated by a low threshold. Score = peak / global peak.
+  Boxes overlapping a better one by IoU > ``nms_iou`` are dropped, as are boxes smaller than
+  ``min_area`` (a fraction of the image area); at most ``max_boxes``. Regions are found on a copy of the
+  heatmap reduced to at most 256 px (CAMs are smooth upsamplings of coarse maps) and scaled back.
 """
 
 from __future__ import annotations
@@ -53,27 +59,40 @@ def _normalize255(heatmap: np.ndarray) -> np.ndarray | None:
 
 
 def paper_boxes(heatmap: np.ndarray, thresholds: tuple[float, ...] = (60, 180)) -> list[Box]:
-    """The ChestX-ray8 protocol: boxes around connected regions at each threshold of the [0, 255] map."""
+    """The ChestX-ray8 protocol: boxes around connected regions at each threshold of the [0, 255] map.
+
+    Returns all boxes of all thresholds, best score first (see the module doc); ``[]`` for a constant map.
+    """
     n = _normalize255(heatmap)
     if n is None:
         return []
-    out: list[Box] = []
+    ranked: list[tuple[float, float, Box]] = []
     for t in thresholds:
+        if not 0 <= float(t) <= 255:
+            raise CxrkitError(f"paper_boxes threshold {t!r} is outside [0, 255]")
         count, labels, stats, _ = cv2.connectedComponentsWithStats((n >= t).astype(np.uint8), connectivity=8)
         for k in range(1, count):
-            x, y, w, h, _area = stats[k]
-            peak = float(n[labels == k].max()) / 255.0
-            out.append(Box(float(x), float(y), float(w), float(h), peak + 1e-3 * t / 255.0))
-    return sorted(out, key=lambda b: -b.score)
+            x, y, w, h, _area = (int(v) for v in stats[k])
+            roi = n[y : y + h, x : x + w]
+            peak = float(roi[labels[y : y + h, x : x + w] == k].max()) / 255.0
+            ranked.append((peak, float(t), Box(float(x), float(y), float(w), float(h), min(1.0, peak))))
+    ranked.sort(key=lambda r: (-r[0], -r[1]))
+    return [b for _, _, b in ranked]
 
 
 def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: float = 0.3,
-                   peak_distance: float = 0.06, nms_iou: float = 0.3, max_boxes: int = 5) -> list[Box]:
-    """Per-peak regions (see module doc). ``peak_distance`` is a fraction of the image's longer side."""
+                   peak_distance: float = 0.06, nms_iou: float = 0.3, max_boxes: int = 5,
+                   min_area: float = 0.0) -> list[Box]:
+    """Per-peak regions (see module doc). ``peak_distance`` is a fraction of the image's longer side,
+    ``min_area`` a fraction of the image's area; ``rel_threshold`` and ``min_peak`` fractions in (0, 1]."""
+    for name, v in (("rel_threshold", rel_threshold), ("min_peak", min_peak)):
+        if not 0 < v <= 1:
+            raise CxrkitError(f"adaptive_boxes {name} must be in (0, 1], got {v!r}")
     n = _normalize255(heatmap)
     if n is None:
         return []
     full_h, full_w = n.shape
+    min_pixels = float(min_area) * full_h * full_w
     work = 256  # heatmaps are smooth upsamplings of coarse maps: find regions at <= 256 px, scale back
     if max(n.shape) > work:
         f = work / max(n.shape)
@@ -96,6 +115,8 @@ def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: fl
         ys, xs = np.nonzero(region)
         box = Box(float(xs.min() * sx), float(ys.min() * sy), float((xs.max() - xs.min() + 1) * sx),
                   float((ys.max() - ys.min() + 1) * sy), float(value) / 255.0)
+        if box.w * box.h < min_pixels:
+            continue
         if all(iou(box.as_tuple(), b.as_tuple()) <= nms_iou for b in boxes):
             boxes.append(box)
         if len(boxes) >= max_boxes:
@@ -104,9 +125,17 @@ def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: fl
 
 
 def heatmap_to_boxes(heatmap: np.ndarray, method: str = "paper", **kwargs) -> list[Box]:
-    """Dispatch to :func:`paper_boxes` or :func:`adaptive_boxes` (keyword arguments passed on)."""
-    if method == "paper":
-        return paper_boxes(heatmap, **kwargs)
-    if method == "adaptive":
-        return adaptive_boxes(heatmap, **kwargs)
-    raise CxrkitError(f"unknown box method {method!r}; choose one of {METHODS}")
+    """Dispatch to :func:`paper_boxes` or :func:`adaptive_boxes` (keyword arguments passed on).
+
+    An unknown ``method`` or keyword is a :class:`CxrkitError` listing the valid choices.
+    """
+    funcs = {"paper": paper_boxes, "adaptive": adaptive_boxes}
+    if method not in funcs:
+        raise CxrkitError(f"unknown box method {method!r}; choose one of {METHODS}")
+    import inspect
+
+    valid = [p for p in inspect.signature(funcs[method]).parameters if p != "heatmap"]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise CxrkitError(f"unknown option(s) {unknown} for box method {method!r}; valid: {valid}")
+    return funcs[method](heatmap, **kwargs)

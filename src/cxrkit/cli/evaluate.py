@@ -7,13 +7,17 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="AUROC per finding (+95%% bootstrap CI) of a predictions CSV vs NIH labels")
-    p.add_argument("--predictions", required=True, help="CSV: 'Image Index' + FINDING or prob_FINDING columns")
-    p.add_argument("--metadata", required=True, help="NIH metadata (2017, v2020 or Kaggle; plain or gzip)")
-    p.add_argument("--out", required=True, help="folder: auroc.csv, comparison.csv/.md, roc_*.png")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-plots", action="store_true")
+    p = sub.add_parser("evaluate", help="AUROC per finding (+95%% bootstrap CI) of a predictions CSV vs NIH labels",
+                       description="Per-finding AUROC with 95%% percentile-bootstrap CIs (image-level resamples), "
+                       "ROC plots, and a table beside published results. Writes OUT/auroc.csv "
+                       "(finding,auroc,ci_low,ci_high,n_pos,n_neg; 14 rows then 'mean'), OUT/comparison.csv/.md, "
+                       "OUT/roc_curves.png and OUT/roc_overlay.png, and prints the table.")
+    p.add_argument("--predictions", required=True, help="CSV: 'Image Index' + one FINDING or prob_FINDING column per finding")
+    p.add_argument("--metadata", required=True, help="NIH metadata with the labels (2017, v2020 or Kaggle; plain or gzip)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-plots", action="store_true", help="skip the ROC plots")
     p.set_defaults(func=_evaluate)
 
 
