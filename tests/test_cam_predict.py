@@ -89,3 +89,28 @@ def test_cli_predict_writes_contract_json_and_overlay(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "bad.png" in err[-1] and err[-1].startswith("cxrkit predict: error:")
+
+
+def test_cli_localize_scores_boxes_and_writes_overlays(tmp_path, capsys):
+    import pandas as pd
+
+    from cxrkit.cli.main import main
+
+    model = create_model("resnet_lite", input_size=64)
+    save_checkpoint(tmp_path / "m.pt", model)
+    (tmp_path / "img").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("00000001_000.png", "00000002_000.png"):
+        cv2.imwrite(str(tmp_path / "img" / name), rng.uniform(0, 255, (128, 128)).astype(np.uint8))
+    (tmp_path / "boxes.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        "00000001_000.png,Mass,10,10,40,40\n00000002_000.png,Infiltrate,60,60,50,50\n00000009_000.png,Mass,1,1,5,5\n")
+    rc = main(["localize", "--model", str(tmp_path / "m.pt"), "--images", str(tmp_path / "img"), "--boxes",
+               str(tmp_path / "boxes.csv"), "--out", str(tmp_path / "loc")])
+    assert rc == 0
+    for method in ("paper", "adaptive"):
+        t = pd.read_csv(tmp_path / "loc" / f"localization_{method}.csv", index_col=0)
+        assert set(t.index) == {"Mass", "Infiltration", "all"} and t.loc["all", "n_boxes"] == 2
+        assert (tmp_path / "loc" / "overlays" / f"00000001_000_{method}.png").is_file()
+    pred = pd.read_csv(tmp_path / "loc" / "pred_boxes.csv")
+    assert set(pred["method"]) == {"paper", "adaptive"} and (pred["x"] >= 0).all()

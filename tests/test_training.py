@@ -118,3 +118,31 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert check["world_size"] == 2 and check["identical"] is True
     assert check["digests"][0] == check["digests"][1]
     assert read_checkpoint(out / "last.pt")["card"].weights_sha256 == check["digests"][0]
+
+
+def test_accumulation_plateau_and_bce_run(tmp_path, capsys):
+    from cxrkit.cli.main import main
+
+    nih = make_tiny_nih(tmp_path / "data", n_patients=8)
+    args = _train_args(nih, tmp_path / "r", 2, ("--accum-steps", "2", "--schedule", "plateau", "--loss", "bce",
+                                                "--no-bf16", "--no-augment"))
+    assert main(args) == 0
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3
+
+
+def test_predict_split_then_evaluate(tmp_path, capsys):
+    import pandas as pd
+
+    from cxrkit.cli.main import main
+
+    nih = make_tiny_nih(tmp_path / "data", n_patients=8, n_test=3)
+    assert main(_train_args(nih, tmp_path / "r", 1)) == 0
+    common = ["--images", str(nih["images"]), "--metadata", str(nih["metadata"]), "--split-dir", str(nih["split_dir"])]
+    assert main(["predict-split", "--model", str(tmp_path / "r" / "best.pt"), *common, "--out", str(tmp_path / "p.csv")]) == 0
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert len(preds) == 6 and list(preds.columns[:2]) == ["Image Index", "prob_Atelectasis"]
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--metadata", str(nih["metadata"]),
+                 "--out", str(tmp_path / "e"), "--n-boot", "10", "--no-plots"]) == 0
+    table = pd.read_csv(tmp_path / "e" / "auroc.csv")
+    assert table.set_index("finding").loc["Effusion", "n_pos"] + table.set_index("finding").loc["Effusion", "n_neg"] == 6
