@@ -49,7 +49,8 @@ WANG2017_CVPR_RESNET50: dict[str, float] = dict(zip(FINDINGS[:8], (0.7069, 0.814
 
 COMPARISON_COLUMNS = {
     "wang2017_resnet50_official_split": "Wang 2017 ResNet-50, official split (mean only; per-class not verified)",
-    "wang2017_cvpr_resnet50_chestxray8_random_split": "Wang 2017 CVPR ResNet-50, ChestX-ray8 (8 findings, random split)",
+    "wang2017_cvpr_resnet50_chestxray8_random_split":
+        "Wang 2017 CVPR ResNet-50, ChestX-ray8 (8 findings, random split)",
     "chexnet_2017_other_split": "CheXNet 2017 DenseNet-121 (own random split, not the official one)",
 }
 
@@ -94,7 +95,8 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     blank = names.isna() | (names == "")
     if blank.any():
         rows = np.flatnonzero(blank.to_numpy()) + 2
-        raise CxrkitError(f"{path}: {int(blank.sum())} rows have an empty 'Image Index', e.g. lines {rows[:3].tolist()}")
+        raise CxrkitError(f"{path}: {int(blank.sum())} rows have an empty 'Image Index', "
+                          f"e.g. lines {rows[:3].tolist()}")
     dup = names[names.duplicated()]
     if len(dup):
         raise CxrkitError(f"{path}: {len(dup)} duplicated images, e.g. {_examples(dup.unique())}")

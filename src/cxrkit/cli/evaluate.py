@@ -12,8 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "ROC plots, and a table beside published results. Writes OUT/auroc.csv "
                        "(finding,auroc,ci_low,ci_high,n_pos,n_neg; 14 rows then 'mean'), OUT/comparison.csv/.md, "
                        "OUT/roc_curves.png and OUT/roc_overlay.png, and prints the table.")
-    p.add_argument("--predictions", required=True, help="CSV: 'Image Index' + one FINDING or prob_FINDING column per finding")
-    p.add_argument("--metadata", required=True, help="NIH metadata with the labels (2017, v2020 or Kaggle; plain or gzip)")
+    p.add_argument("--predictions", required=True,
+                   help="CSV: 'Image Index' + one FINDING or prob_FINDING column per finding")
+    p.add_argument("--metadata", required=True,
+                   help="NIH metadata with the labels (2017, v2020 or Kaggle; plain or gzip)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

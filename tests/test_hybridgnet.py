@@ -1,0 +1,47 @@
+"""HybridGNet-style model: graph operators and forward shapes (training comes later)."""
+
+from __future__ import annotations
+
+import torch
+
+from cxrkit.models import create_model, list_models
+from cxrkit.models.families.hybridgnet import RINGS, ChebConv, ring_adjacency, scaled_laplacian, unpool_matrix
+
+
+def test_ring_graph_is_three_closed_rings():
+    a = ring_adjacency(RINGS)
+    assert a.shape == (120, 120) and torch.equal(a, a.T)
+    assert (a.sum(1) == 2).all()  # every node has exactly two neighbours
+    assert a[0, 43] == 1 and a[43, 44] == 0 and a[44, 93] == 1 and a[94, 119] == 1
+    lap = scaled_laplacian(a)
+    eig = torch.linalg.eigvalsh(lap)
+    assert eig.min() >= -1 - 1e-5 and eig.max() <= 1 + 1e-5  # spectrum scaled into [-1, 1]
+
+
+def test_unpool_interpolates_along_each_ring():
+    m = unpool_matrix(RINGS)
+    assert m.shape == (120, 60) and torch.allclose(m.sum(1), torch.ones(120))
+    # A coarse ring of points on a circle unpools to midpoints between neighbours.
+    coarse = torch.arange(60, dtype=torch.float32)[:, None]
+    fine = m @ coarse
+    assert fine[0, 0] == 0 and fine[1, 0] == 0.5 and fine[2, 0] == 1
+    assert fine[43, 0] == (21 + 0) / 2  # last odd node of the right lung closes the ring to its first node
+
+
+def test_chebconv_order_one_is_a_linear_layer():
+    lap = scaled_laplacian(ring_adjacency((5,)))
+    conv = ChebConv(3, 4, lap, k=1)
+    x = torch.randn(2, 5, 3)
+    assert torch.allclose(conv(x), x @ conv.weight[0] + conv.bias)
+
+
+def test_hybridgnet_forward_shapes_and_registry():
+    assert "hybridgnet" in list_models("segmentation")
+    model = create_model("hybridgnet", input_size=128).eval()
+    out = model(torch.randn(2, 1, 128, 128))
+    assert out["landmarks"].shape == (2, 120, 2) and out["coarse"].shape == (2, 60, 2)
+    assert out["landmarks"].min() >= 0 and out["landmarks"].max() <= 1
+    assert out["mu"].shape == out["logvar"].shape == (2, 64)
+    loss = out["landmarks"].mean()
+    loss.backward()
+    assert model.encoder.stages[0][0].weight.grad is not None  # gradients reach the encoder through IGSC
