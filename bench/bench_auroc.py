@@ -37,11 +37,11 @@ from cxrkit.metrics.auroc import auroc_table, bootstrap_counts  # noqa: E402
 
 SHARED = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+
 def load(synthetic: bool) -> tuple[np.ndarray, np.ndarray, str]:
     preds = SHARED / "nih" / "reference_predictions" / "preds.csv"
     meta = SHARED / "nih" / "Data_Entry_2017_v2020.csv.gz"
     if not synthetic and preds.exists() and meta.exists():
-
         from cxrkit.classification.evaluate import match_labels, read_predictions
         from cxrkit.data.nih import read_metadata
 
@@ -55,6 +55,7 @@ def load(synthetic: bool) -> tuple[np.ndarray, np.ndarray, str]:
     labels = (rng.uniform(size=(n, 14)) < prevalence).astype(float)
     scores = np.round(1 / (1 + np.exp(-(rng.normal(size=(n, 14)) + 1.5 * labels - 2))), 6)
     return labels, scores, f"synthetic ({n} images)"
+
 
 def naive_auroc(y: np.ndarray, s: np.ndarray) -> float:
     order = np.argsort(s, kind="mergesort")
@@ -71,6 +72,7 @@ def naive_auroc(y: np.ndarray, s: np.ndarray) -> float:
         return float("nan")
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
+
 def naive_table(labels, scores, n_boot, seed, block=200):
     rng = np.random.default_rng(seed)
     n, k = labels.shape
@@ -86,6 +88,7 @@ def naive_table(labels, scores, n_boot, seed, block=200):
                 boot[done, j] = naive_auroc(y[keep], scores[idx, j][keep])
             done += 1
     return np.nanpercentile(boot, [2.5, 97.5], axis=0)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,6 +117,7 @@ def main() -> int:
         print(f"max |CI difference| between the two (same resamples): {diff:.2e}")
     print(f"mean AUROC {table.auroc.iloc[-1]:.4f} (95% CI {table.ci_low.iloc[-1]:.4f}-{table.ci_high.iloc[-1]:.4f})")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="AUROC per finding (+95%% bootstrap CI) of a predictions CSV vs NIH labels",
-                       description="Per-finding AUROC with 95%% percentile-bootstrap CIs (image-level resamples), "
+                       description="Per-finding AUROC with 95% percentile-bootstrap CIs (image-level resamples), "
                        "ROC plots, and a table beside published results. Writes OUT/auroc.csv "
                        "(finding,auroc,ci_low,ci_high,n_pos,n_neg; 14 rows then 'mean'), OUT/comparison.csv/.md, "
                        "OUT/roc_curves.png and OUT/roc_overlay.png, and prints the table.")

@@ -1,0 +1,79 @@
+"""``cxrkit segment`` (images -> CheXmask-format CSV) and ``cxrkit segmentation train``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/DICOM files or folders (searched recursively)")
+    p.add_argument("--model", help="cxrkit checkpoint (default: the hybridgnet weights shipped in the package)")
+    p.add_argument("--out", required=True, help="output CSV (CheXmask columns); an existing one is resumed")
+    p.add_argument("--masks", help="also write DIR/<id>_{right_lung,left_lung,heart}.png")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_segment)
+
+    s = sub.add_parser("segmentation", help="train segmentation models")
+    ss = s.add_subparsers(dest="segmentation_command", metavar="SEGMENTATION_COMMAND")
+    ss.required = True
+    t = ss.add_parser("train", help="train the landmark model on JSRT (resumes from OUT/last.pt)")
+    t.add_argument("--jsrt", help="JSRT folder with images/, masks/, split.csv (default: <shared data>/segmentation/jsrt)")
+    t.add_argument("--landmarks", help="landmark folder with RL/, LL/, H/ (default: <shared data>/landmarks/landmarks)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--input-size", type=int, default=256)
+    t.add_argument("--steps", type=int, default=6000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (leave cores for other work)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+
+def _expand(items: list[str]) -> list[Path]:
+    from cxrkit.errors import CxrkitError
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise CxrkitError(f"{p}: no such file or folder")
+    return out
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from cxrkit.models import create_model
+    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.segmentation.infer import segment_files
+
+    model = load_checkpoint(args.model) if args.model else create_model("hybridgnet", pretrained=True)
+    paths = _expand(args.images)
+    written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet)
+    sys.stdout.write(f"{args.out}: {written} segmented, {skipped} already there, {failed} failed"
+                     + (f" (see {Path(args.out).with_suffix('.errors.csv')})" if failed else "") + "\n")
+    return 1 if failed else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from cxrkit.data.shared import find_shared
+    from cxrkit.segmentation.train import SegTrainConfig, train_segmentation
+
+    jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")
+    lms = args.landmarks or find_shared("landmarks/landmarks", "pass --landmarks FOLDER")
+    cfg = SegTrainConfig(input_size=args.input_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed, threads=args.threads)
+    summary = train_segmentation(cfg, jsrt, lms, args.out, progress=not args.quiet)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0

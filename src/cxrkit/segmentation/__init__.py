@@ -1,0 +1,1 @@
+"""Anatomical segmentation with landmarks: training, inference to CheXmask's format."""

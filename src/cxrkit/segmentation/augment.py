@@ -1,0 +1,41 @@
+"""Augmentation that moves landmarks with the image: rotation, scale, translation, gamma, noise.
+
+Images (N, 1, S, S) in [0, 1]; landmarks (N, P, 2) as (x, y) in [0, 1] of the square. Randomness only
+from the ``torch.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LandmarkAugment:
+    rotate: float = 0.2  # radians (about 11.5 degrees)
+    scale: float = 0.1
+    translate: float = 0.05  # in units of half the side ([-1, 1] coordinates)
+    gamma: float = 0.3
+    noise_std: float = 0.01
+
+
+def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
+            cfg: LandmarkAugment = LandmarkAugment()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random similarity transform per image to the image and its landmarks."""
+    n = x.shape[0]
+    u = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
+    ang, sc, t = u(n) * cfg.rotate, 1 + u(n) * cfg.scale, u(n, 2) * cfg.translate
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    xa = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    # Output pixel p samples input theta @ [p, 1]; a landmark q of the input moves to A^-1 (q - t).
+    q = points * 2 - 1
+    p = torch.einsum("bij,bnj->bni", torch.linalg.inv(theta[:, :, :2]), q - theta[:, None, :, 2])
+    gam = 1 + u(n, 1, 1, 1) * cfg.gamma
+    xa = xa.clamp(0, 1) ** gam
+    if cfg.noise_std > 0:
+        xa = (xa + torch.randn(x.shape, generator=gen) * cfg.noise_std).clamp(0, 1)
+    return xa, (p + 1) / 2

@@ -1,0 +1,119 @@
+"""Segment radiographs into CheXmask's format (``cxrkit segment``).
+
+For each image: pad to a centred square and resize to the model's input (the card's preprocessing),
+predict the 120 landmarks, map them back to the original pixels (x right, y down, 0-based), fill each
+structure's contour at the original size and RLE-encode it (CheXmask's RLE). Rows are appended to the
+output CSV as they are done (flushed), so an interrupted run resumes: image IDs already in the file are
+skipped and a torn last line is cut off first. An image that cannot be read goes to ``OUT.errors.csv``
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from cxrkit.errors import CxrkitError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["ImageID", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart",
+           "Height", "Width"]
+
+
+def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """(120, 2) landmarks per image in original pixels (float)."""
+    x, geoms = model.preprocess(list(images))
+    with torch.inference_mode():
+        pts = model(x)["landmarks"].float().numpy() * model.card.input_size
+    return [g.points_to_original(p) for g, p in zip(geoms, pts)]
+
+
+def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int) -> dict[str, str]:
+    """One CheXmask-format row from original-resolution landmarks."""
+    from cxrkit.io.landmarks import format_landmarks, organ_masks
+    from cxrkit.io.rle import encode
+
+    pts = np.round(points).astype(np.int64)
+    pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
+    pts[:, 1] = np.clip(pts[:, 1], 0, height - 1)
+    masks = organ_masks(pts.astype(np.float64), height, width)
+    return {"ImageID": image_id, "Dice RCA (Mean)": "", "Dice RCA (Max)": "", "Landmarks": format_landmarks(pts),
+            "Left Lung": encode(masks["left_lung"]), "Right Lung": encode(masks["right_lung"]),
+            "Heart": encode(masks["heart"]), "Height": str(height), "Width": str(width)}
+
+
+def _done_ids(path: Path) -> set[str]:
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):  # a row torn by an interruption: cut it off
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != COLUMNS:
+            raise CxrkitError(f"{path}: exists with another header {header[:3] if header else header}; "
+                              "use another --out to start over")
+        return {row[0] for row in reader if row}
+
+
+def segment_files(model, paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
+                  masks_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[int, int, int]:
+    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed)."""
+    from tqdm.auto import tqdm
+
+    from cxrkit.io.images import read_image
+
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    done = _done_ids(out_csv)
+    errors: list[tuple[str, str]] = []
+    written = skipped = 0
+    new = not out_csv.is_file() or out_csv.stat().st_size == 0
+    with open(out_csv, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        if new:
+            w.writeheader()
+        for path in tqdm(list(paths), desc="segment", disable=not progress):
+            name = Path(path).name
+            if name in done:
+                skipped += 1
+                continue
+            try:
+                xray = read_image(path)
+                pts = predict_landmarks(model, [xray.pixels])[0]
+                row = segmentation_row(name, pts, xray.height, xray.width)
+            except (CxrkitError, OSError, ValueError) as exc:
+                log.error("%s: %s", path, exc)
+                errors.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                continue
+            w.writerow(row)
+            f.flush()
+            done.add(name)
+            written += 1
+            if masks_dir is not None:
+                _write_masks(row, masks_dir)
+    if errors:
+        from cxrkit.io.atomic import write_text
+
+        err_path = out_csv.with_suffix(".errors.csv")
+        lines = ["image,error"] + [f'"{p}","{e.replace(chr(34), chr(39))}"' for p, e in errors]
+        write_text(err_path, "\n".join(lines) + "\n")
+    return written, skipped, len(errors)
+
+
+def _write_masks(row: dict[str, str], masks_dir: str | os.PathLike) -> None:
+    from cxrkit.data.chexmask import CheXmaskRecord, write_masks
+
+    rec = CheXmaskRecord(image_id=row["ImageID"], landmarks=row["Landmarks"], right_lung=row["Right Lung"],
+                         left_lung=row["Left Lung"], heart=row["Heart"], height=int(row["Height"]),
+                         width=int(row["Width"]))
+    write_masks(rec, masks_dir)

@@ -1,0 +1,100 @@
+"""Landmark segmentation: augmentation geometry, smoke training on a tiny JSRT-like layout, `cxrkit segment`
+output in CheXmask's layout (round trip through `cxrkit chexmask decode`), resume and per-image errors."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cxrkit.cli.main import main
+from cxrkit.models import create_model
+from cxrkit.models.checkpoint import save_checkpoint
+from cxrkit.segmentation.augment import LandmarkAugment, augment
+from cxrkit.segmentation.infer import COLUMNS
+
+
+def _ellipse(cx, cy, rx, ry, n):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
+
+
+def make_tiny_jsrt(root, n=4):
+    (root / "jsrt" / "images").mkdir(parents=True)
+    for s in ("right_lung", "left_lung", "heart"):
+        (root / "jsrt" / "masks" / s).mkdir(parents=True)
+    for d in ("RL", "LL", "H"):
+        (root / "lm" / d).mkdir(parents=True)
+    rows = ["id,split"]
+    for i in range(n):
+        cid = f"JPCLN{i:03d}"
+        shapes = {"right_lung": (_ellipse(330 + 5 * i, 480, 130, 300, 44), "RL"),
+                  "left_lung": (_ellipse(700, 480, 130, 300, 50), "LL"),
+                  "heart": (_ellipse(560, 650, 150, 120, 26), "H")}
+        img = np.full((1024, 1024), 200, np.uint8)
+        for s, (pts, d) in shapes.items():
+            m = np.zeros((1024, 1024), np.uint8)
+            cv2.fillPoly(m, [pts.astype(np.int32)], 255)
+            cv2.imwrite(str(root / "jsrt" / "masks" / s / f"{cid}.png"), m)
+            img[m > 0] = 60 if s != "heart" else 150
+            np.save(root / "lm" / d / f"{cid}.npy", pts)
+        cv2.imwrite(str(root / "jsrt" / "images" / f"{cid}.png"), img)
+        rows.append(f"{cid},{'val' if i == n - 1 else 'train'}")
+    (root / "jsrt" / "split.csv").write_text("\n".join(rows) + "\n")
+    return root / "jsrt", root / "lm"
+
+
+def test_augment_moves_landmarks_with_the_image():
+    img = torch.zeros(1, 1, 64, 64)
+    img[0, 0, 20:24, 40:44] = 1.0  # a bright square centred at (41.5, 21.5)
+    pts = torch.tensor([[[41.5 / 64 + 0.5 / 64, 21.5 / 64 + 0.5 / 64]]])
+    x, p = augment(img, pts, torch.Generator().manual_seed(3), LandmarkAugment(gamma=0, noise_std=0))
+    ys, xs = np.nonzero(x[0, 0].numpy() > 0.3)
+    centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 64
+    assert np.abs(centre - p[0, 0].numpy()).max() < 1.5 / 64
+
+
+def test_segmentation_train_smoke_and_resume(tmp_path, capsys):
+    jsrt, lm = make_tiny_jsrt(tmp_path)
+    args = ["segmentation", "train", "--jsrt", str(jsrt), "--landmarks", str(lm), "--out", str(tmp_path / "run"),
+            "--input-size", "64", "--steps", "4", "--eval-every", "2", "--batch-size", "2", "--quiet"]
+    assert main(args) == 0
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("step,train_landmark_mse") and len(lines) == 3
+    args[args.index("--steps") + 1] = "6"
+    assert main(args) == 2  # another configuration: refused
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_segment_cli_chexmask_layout_round_trip_resume_and_errors(tmp_path, capsys):
+    model = create_model("hybridgnet", input_size=64)
+    save_checkpoint(tmp_path / "m.pt", model)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.png"), np.random.default_rng(0).uniform(0, 255, (300, 200)).astype(np.uint8))
+    (imgs / "bad.png").write_text("not an image")
+    out = tmp_path / "seg.csv"
+    rc = main(["segment", str(imgs), "--model", str(tmp_path / "m.pt"), "--out", str(out), "--masks", str(tmp_path / "masks"), "--quiet"])
+    assert rc == 1  # one image failed, the run went on
+    assert "bad.png" in (tmp_path / "seg.errors.csv").read_text()
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS and len(rows) == 1
+    r = rows[0]
+    assert r["ImageID"] == "a.png" and (r["Height"], r["Width"]) == ("300", "200") and r["Dice RCA (Mean)"] == ""
+    pts = np.array(r["Landmarks"].split(","), int).reshape(-1, 2)
+    assert pts.shape == (120, 2) and pts[:, 0].max() < 200 and pts[:, 1].max() < 300
+    assert main(["chexmask", "decode", str(out), "--id", "a.png", "--out", str(tmp_path / "dec")]) == 0
+    decoded = cv2.imread(str(tmp_path / "dec" / "a.png_heart.png"), cv2.IMREAD_GRAYSCALE)
+    written = cv2.imread(str(tmp_path / "masks" / "a.png_heart.png"), cv2.IMREAD_GRAYSCALE)
+    assert decoded.shape == (300, 200) and np.array_equal(decoded, written)
+    # Resume: a.png is skipped; a torn last line would be cut off first.
+    with open(out, "a") as f:
+        f.write("torn,row")
+    capsys.readouterr()
+    main(["segment", str(imgs / "a.png"), "--model", str(tmp_path / "m.pt"), "--out", str(out), "--quiet"])
+    assert "0 segmented, 1 already there" in capsys.readouterr().out
+    assert not out.read_text().endswith("torn,row")
