@@ -98,3 +98,31 @@ def test_segment_cli_chexmask_layout_round_trip_resume_and_errors(tmp_path, caps
     main(["segment", str(imgs / "a.png"), "--model", str(tmp_path / "m.pt"), "--out", str(out), "--quiet"])
     assert "0 segmented, 1 already there" in capsys.readouterr().out
     assert not out.read_text().endswith("torn,row")
+
+
+def test_segmentation_evaluate_on_tiny_layout(tmp_path, capsys):
+    import pandas as pd
+
+    jsrt, lm = make_tiny_jsrt(tmp_path)
+    model = create_model("hybridgnet", input_size=64)
+    save_checkpoint(tmp_path / "m.pt", model)
+    rc = main(["segmentation", "evaluate", "--model", str(tmp_path / "m.pt"), "--jsrt", str(jsrt), "--landmarks",
+               str(lm), "--split", "val", "--out", str(tmp_path / "ev"), "--quiet"])
+    assert rc == 0
+    s = pd.read_csv(tmp_path / "ev" / "summary.csv")
+    assert len(s) == 6 * 3 and set(s.structure) == {"right_lung", "left_lung", "heart"}
+    assert s.implausible.between(0, s.n).all()  # an untrained model can draw self-crossing contours
+    assert (tmp_path / "ev" / "dice_boxplot.png").is_file()
+
+
+def test_perturbations_keep_ground_truth_aligned():
+    from cxrkit.segmentation.evaluate import perturb
+
+    img = np.zeros((100, 100), np.uint8)
+    img[10:20, 60:70] = 255
+    out, m = perturb(img, "rotate+15", np.random.default_rng(0))
+    ys, xs = np.nonzero(out > 127)
+    centre = np.array([64.5, 14.5]) @ m[:, :2].T + m[:, 2]
+    assert abs(xs.mean() - centre[0]) < 1.5 and abs(ys.mean() - centre[1]) < 1.5
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb(img, "blur", np.random.default_rng(0))

@@ -35,6 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
+    e = ss.add_parser("evaluate", help="Dice, HD95, contour error, plausibility on JSRT, with perturbations")
+    e.add_argument("--model", help="cxrkit checkpoint (default: the shipped hybridgnet weights)")
+    e.add_argument("--jsrt", help="JSRT folder (default: <shared data>/segmentation/jsrt)")
+    e.add_argument("--landmarks", help="landmark folder (default: <shared data>/landmarks/landmarks)")
+    e.add_argument("--split", default="test", choices=("train", "val", "test"))
+    e.add_argument("--perturbations", nargs="+", help="subset of: none noise occlusion rotate+15 rotate-15 low_contrast")
+    e.add_argument("--out", required=True, help="folder: per_image.csv, summary.csv, dice_boxplot.png")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_evaluate)
+
 
 def _expand(items: list[str]) -> list[Path]:
     from cxrkit.errors import CxrkitError
@@ -76,4 +86,20 @@ def _train(args: argparse.Namespace) -> int:
                          eval_every=args.eval_every, seed=args.seed, threads=args.threads)
     summary = train_segmentation(cfg, jsrt, lms, args.out, progress=not args.quiet)
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cxrkit.data.shared import find_shared
+    from cxrkit.models import create_model
+    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.segmentation.evaluate import PERTURBATIONS, evaluate_checkpoint, write_report
+
+    model = load_checkpoint(args.model) if args.model else create_model("hybridgnet", pretrained=True)
+    jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")
+    lms = args.landmarks or find_shared("landmarks/landmarks", "pass --landmarks FOLDER")
+    kinds = tuple(args.perturbations) if args.perturbations else PERTURBATIONS
+    per_image = evaluate_checkpoint(model, jsrt, lms, args.split, kinds, progress=not args.quiet)
+    summary = write_report(per_image, args.out)
+    sys.stdout.write(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
     return 0

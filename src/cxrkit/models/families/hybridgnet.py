@@ -6,7 +6,8 @@ left lung 50, heart 26 nodes) turns a latent sample into 120 landmarks. The deco
 graph first (every other node of each ring), predicts intermediate landmarks, samples encoder features
 at them (image-to-graph skip connection, IGSC), unpools to the full graph by ring interpolation and
 refines. Outputs are (x, y) in [0, 1] of the model-input square (multiply by the side for pixels); masks
-come from filling the contours, so each structure is one closed region without holes by construction.
+come from filling the contours, so each structure is one closed region without holes as long as its
+contour does not cross itself (`cxrkit segmentation evaluate` counts the outputs where it does).
 
 Status: architecture and graph operators (tested); training and the shipped weights are still to come.
 """
