@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cxrkit.models import create_model, list_models
@@ -45,3 +46,39 @@ def test_hybridgnet_forward_shapes_and_registry():
     loss = out["landmarks"].mean()
     loss.backward()
     assert model.encoder.stages[0][0].weight.grad is not None  # gradients reach the encoder through IGSC
+
+
+def test_shipped_weights_verified():
+    from cxrkit.models import default_card, shipped_weights
+    from cxrkit.models.checkpoint import read_checkpoint
+
+    path = shipped_weights("hybridgnet")
+    assert path is not None and path.stat().st_size < 10_000_000
+    assert read_checkpoint(path)["card"].weights_sha256 == default_card("hybridgnet").weights_sha256
+    model = create_model("hybridgnet", pretrained=True)
+    assert model.card.input_size == 256
+
+
+@pytest.mark.realdata
+def test_shipped_model_segments_jsrt_test_images():
+    import numpy as np
+
+    from conftest import shared_path
+    from cxrkit.data.jsrt import read_jsrt
+    from cxrkit.io.images import load_gray8
+    from cxrkit.io.landmarks import organ_masks
+    from cxrkit.metrics.segmentation import dice, plausibility
+    from cxrkit.segmentation.infer import predict_landmarks
+
+    cases = [c for c in read_jsrt(shared_path("segmentation", "jsrt"), shared_path("landmarks", "landmarks"), split="test")
+             if c.landmark_files is not None][:6]
+    model = create_model("hybridgnet", pretrained=True)
+    scores = {"right_lung": [], "left_lung": [], "heart": []}
+    for c in cases:
+        pts = predict_landmarks(model, [load_gray8(c.image)])[0]
+        pred, truth = organ_masks(pts, 1024, 1024), c.load_masks()
+        for s in scores:
+            scores[s].append(dice(pred[s], truth[s]))
+            assert plausibility(pred[s])["plausible"]
+    assert np.mean(scores["right_lung"]) > 0.94 and np.mean(scores["left_lung"]) > 0.94
+    assert np.mean(scores["heart"]) > 0.88
