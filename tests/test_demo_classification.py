@@ -32,3 +32,15 @@ def test_demo_classification_section(tmp_path, capsys):
     pngs = re.findall(r'src="(classification/[^"]+\.png)"', index)
     assert len(pngs) == 6 and all((out / p).is_file() for p in pngs)
     assert re.search(r"Eff \d\.\d\d Mas \d\.\d\d Nod \d\.\d\d", index)
+
+
+def test_demo_segmentation_section(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--sections", "segmentation"]) == 0
+    index = (out / "index.html").read_text()
+    assert "failed" not in index and index.count("CTR 0.") == 6
+    pngs = re.findall(r'src="(segmentation/[^"]+\.png)"', index)
+    assert len(pngs) == 6 and all((out / p).is_file() for p in pngs)
+    from cxrkit.data.chexmask import iter_records
+
+    assert len(list(iter_records(out / "segmentation" / "segmentation.csv"))) == 6
