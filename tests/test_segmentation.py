@@ -63,7 +63,7 @@ def test_segmentation_train_smoke_and_resume(tmp_path, capsys):
             "--input-size", "64", "--steps", "4", "--eval-every", "2", "--batch-size", "2", "--quiet"]
     assert main(args) == 0
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert lines[0].startswith("step,train_landmark_mse") and len(lines) == 3
+    assert lines[0].startswith("step,train_loss,val_dice_right_lung") and len(lines) == 3
     args[args.index("--steps") + 1] = "6"
     assert main(args) == 2  # another configuration: refused
     assert "another configuration" in capsys.readouterr().err
@@ -126,3 +126,22 @@ def test_perturbations_keep_ground_truth_aligned():
     assert abs(xs.mean() - centre[0]) < 1.5 and abs(ys.mean() - centre[1]) < 1.5
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb(img, "blur", np.random.default_rng(0))
+
+
+def test_unet_baseline_trains_and_evaluates(tmp_path, capsys):
+    import pandas as pd
+
+    jsrt, lm = make_tiny_jsrt(tmp_path)
+    assert main(["segmentation", "train", "--model", "unet", "--jsrt", str(jsrt), "--landmarks", str(lm), "--out",
+                 str(tmp_path / "u"), "--input-size", "64", "--steps", "2", "--eval-every", "2", "--batch-size", "2",
+                 "--quiet"]) == 0
+    assert main(["segmentation", "evaluate", "--model", str(tmp_path / "u" / "best.pt"), "--jsrt", str(jsrt),
+                 "--landmarks", str(lm), "--split", "val", "--perturbations", "none", "--out", str(tmp_path / "ev"),
+                 "--quiet"]) == 0
+    s = pd.read_csv(tmp_path / "ev" / "summary.csv")
+    assert len(s) == 3 and s.contour_error.isna().all()  # a pixel model has no landmarks
+    capsys.readouterr()
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((64, 64), np.uint8))
+    assert main(["segment", str(tmp_path / "x.png"), "--model", str(tmp_path / "u" / "best.pt"), "--out",
+                 str(tmp_path / "s.csv")]) == 2
+    assert "predicts no landmarks" in capsys.readouterr().err

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--jsrt", help="JSRT folder with images/, masks/, split.csv (default: <shared data>/segmentation/jsrt)")
     t.add_argument("--landmarks", help="landmark folder with RL/, LL/, H/ (default: <shared data>/landmarks/landmarks)")
     t.add_argument("--out", required=True)
+    t.add_argument("--model", default="hybridgnet", choices=("hybridgnet", "unet"),
+                   help="hybridgnet (landmarks) or unet (pixel baseline, BCE + soft Dice)")
     t.add_argument("--input-size", type=int, default=256)
     t.add_argument("--steps", type=int, default=6000)
     t.add_argument("--batch-size", type=int, default=8)
@@ -44,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="folder: per_image.csv, summary.csv, dice_boxplot.png")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
+
+
+def torch_zeros(size: int):
+    import torch
+
+    return torch.zeros(1, 1, size, size)
 
 
 def _expand(items: list[str]) -> list[Path]:
@@ -66,7 +74,11 @@ def _segment(args: argparse.Namespace) -> int:
     from cxrkit.models.checkpoint import load_checkpoint
     from cxrkit.segmentation.infer import segment_files
 
+    from cxrkit.errors import CxrkitError
+
     model = load_checkpoint(args.model) if args.model else create_model("hybridgnet", pretrained=True)
+    if "landmarks" not in model(torch_zeros(model.card.input_size)):
+        raise CxrkitError(f"{args.model}: model {model.card.name!r} predicts no landmarks; CheXmask rows need a landmark model")
     paths = _expand(args.images)
     written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet)
     sys.stdout.write(f"{args.out}: {written} segmented, {skipped} already there, {failed} failed"
@@ -82,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
 
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")
     lms = args.landmarks or find_shared("landmarks/landmarks", "pass --landmarks FOLDER")
-    cfg = SegTrainConfig(input_size=args.input_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    cfg = SegTrainConfig(model=args.model, input_size=args.input_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          eval_every=args.eval_every, seed=args.seed, threads=args.threads)
     summary = train_segmentation(cfg, jsrt, lms, args.out, progress=not args.quiet)
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")

@@ -22,8 +22,9 @@ class LandmarkAugment:
 
 
 def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
-            cfg: LandmarkAugment = LandmarkAugment()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random similarity transform per image to the image and its landmarks."""
+            cfg: LandmarkAugment = LandmarkAugment(), masks: torch.Tensor | None = None):
+    """Apply one random similarity transform per image to the image, its landmarks and (optionally) its
+    masks (N, K, S, S), nearest-neighbour. Returns (image, landmarks) or (image, landmarks, masks)."""
     n = x.shape[0]
     u = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
     ang, sc, t = u(n) * cfg.rotate, 1 + u(n) * cfg.scale, u(n, 2) * cfg.translate
@@ -38,4 +39,8 @@ def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
     xa = xa.clamp(0, 1) ** gam
     if cfg.noise_std > 0:
         xa = (xa + torch.randn(x.shape, generator=gen) * cfg.noise_std).clamp(0, 1)
+    if masks is not None:
+        ma = F.grid_sample(masks, F.affine_grid(theta, list(masks.shape), align_corners=False), mode="nearest",
+                           padding_mode="zeros", align_corners=False)
+        return xa, (p + 1) / 2, ma
     return xa, (p + 1) / 2

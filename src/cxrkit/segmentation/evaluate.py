@@ -56,9 +56,8 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
 
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8
-    from cxrkit.io.landmarks import organ_masks
     from cxrkit.metrics.segmentation import contour_error, dice, hausdorff95, plausibility
-    from cxrkit.segmentation.infer import predict_landmarks
+    from cxrkit.segmentation.infer import predict_masks
 
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
     rows = []
@@ -74,13 +73,12 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
                 tm = {s: cv2.warpAffine(v.astype(np.uint8), m, v.shape[::-1], flags=cv2.INTER_NEAREST) > 0
                       for s, v in truth_masks.items()}
                 tp = truth_pts @ m[:, :2].T + m[:, 2]
-            pts = predict_landmarks(model, [img])[0]
-            pred = organ_masks(pts, *img.shape)
+            pred, pts = predict_masks(model, img)
             for s in STRUCTURES:
                 p = plausibility(pred[s])
                 rows.append({"image": c.id, "perturbation": kind, "structure": s, "dice": dice(pred[s], tm[s]),
                              "hd95": hausdorff95(pred[s], tm[s]),
-                             "contour_error": contour_error(pts[_SLICES[s]], tp[_SLICES[s]]),
+                             "contour_error": contour_error(pts[_SLICES[s]], tp[_SLICES[s]]) if pts is not None else np.nan,
                              "plausible": bool(p["plausible"])})
     return pd.DataFrame(rows)
 

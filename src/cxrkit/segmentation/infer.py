@@ -35,6 +35,19 @@ def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [g.points_to_original(p) for g, p in zip(geoms, pts)]
 
 
+def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Masks (bool, original size) of one grayscale image and the landmarks (None for pixel models)."""
+    from cxrkit.io.landmarks import organ_masks
+
+    if model.card.name == "unet" or "unet" in model.card.description.lower():
+        x, geoms = model.preprocess([image])
+        with torch.inference_mode():
+            prob = torch.sigmoid(model(x)["logits"].float())[0].numpy()
+        return {s: geoms[0].map_to_original(prob[k]) > 0.5 for k, s in enumerate(model.card.labels)}, None
+    pts = predict_landmarks(model, [image])[0]
+    return organ_masks(pts, *image.shape), pts
+
+
 def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int) -> dict[str, str]:
     """One CheXmask-format row from original-resolution landmarks."""
     from cxrkit.io.landmarks import format_landmarks, organ_masks

@@ -43,8 +43,11 @@ class SegTrainConfig:
     threads: int | None = None
 
 
-def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str, size: int):
-    """(cases, images (N, 1, S, S) float [0, 1], landmarks (N, 120, 2) in [0, 1]) of one JSRT split."""
+def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str, size: int, masks: bool = False):
+    """(cases, images (N, 1, S, S) float [0, 1], landmarks (N, 120, 2) in [0, 1]) of one JSRT split, plus
+    the SCR masks (N, 3, S, S) float 0/1 (nearest-neighbour) when ``masks``."""
+    import cv2
+
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.geometry import SquareResize
     from cxrkit.io.images import load_gray8
@@ -52,30 +55,33 @@ def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
     if not cases:
         raise CxrkitError(f"{jsrt}: no {split} images with landmarks")
-    xs, ys = [], []
+    xs, ys, ms = [], [], []
     for c in cases:
         img = load_gray8(c.image)
         geom = SquareResize(img.shape[0], img.shape[1], size)
         xs.append(geom.image_to_square(img).astype(np.float32) / 255)
         pts = c.landmarks() * np.array([img.shape[1] / 1024, img.shape[0] / 1024], np.float32)
         ys.append(geom.points_to_square(pts) / size)
-    return cases, torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys).astype(np.float32))
+        if masks:
+            ms.append(np.stack([geom.image_to_square(m.astype(np.uint8), interpolation=cv2.INTER_NEAREST)
+                                for m in c.load_masks().values()]).astype(np.float32))
+    out = (cases, torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys).astype(np.float32)))
+    return (*out, torch.from_numpy(np.stack(ms))) if masks else out
 
 
 def validation_dice(model, cases, x: torch.Tensor) -> dict[str, float]:
     """Mean Dice per structure at 1024 px of the filled predicted contours vs the SCR masks."""
-    from cxrkit.io.landmarks import organ_masks
+    from cxrkit.io.images import load_gray8
     from cxrkit.metrics.segmentation import dice
+    from cxrkit.segmentation.infer import predict_masks
 
     model.eval()
-    with torch.inference_mode():
-        pred = model((x - 0.5) / 0.25)["landmarks"].numpy() * 1024
     scores: dict[str, list[float]] = {"right_lung": [], "left_lung": [], "heart": []}
-    for c, p in zip(cases, pred):
+    for c in cases:
         truth = c.load_masks()
-        filled = organ_masks(p, 1024, 1024)
+        pred, _ = predict_masks(model, load_gray8(c.image))
         for s in scores:
-            scores[s].append(dice(filled[s], truth[s]))
+            scores[s].append(dice(pred[s], truth[s]))
     return {s: float(np.mean(v)) for s, v in scores.items()}
 
 
@@ -92,7 +98,10 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
         torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _, xtr, ytr = load_split(jsrt, landmarks, "train", cfg.input_size)
+    pixel = cfg.model == "unet"
+    train = load_split(jsrt, landmarks, "train", cfg.input_size, masks=pixel)
+    xtr, ytr = train[1], train[2]
+    mtr = train[3] if pixel else None
     val_cases, xval, _ = load_split(jsrt, landmarks, "val", cfg.input_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -114,18 +123,28 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
         step = state["step"]
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(xtr), (cfg.batch_size,), generator=gen)
-        x, y = augment(xtr[idx], ytr[idx], gen)
+        if pixel:
+            x, y, mk = augment(xtr[idx], ytr[idx], gen, masks=mtr[idx])
+        else:
+            x, y = augment(xtr[idx], ytr[idx], gen)
         model.train()
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 7_919 + step)  # the latent sample
             o = model((x - 0.5) / 0.25)
-        fine = ((o["landmarks"] - y) ** 2).sum(-1).mean()
-        coarse_target = torch.einsum("cf,bfd->bcd", _coarse_selector(model), y)
-        coarse = ((o["coarse"] - coarse_target) ** 2).sum(-1).mean()
-        kl = -0.5 * (1 + o["logvar"] - o["mu"] ** 2 - o["logvar"].exp()).sum(1).mean()
-        loss = fine + cfg.coarse_weight * coarse + cfg.kl_weight * kl
+        if pixel:  # binary cross-entropy + soft Dice per structure
+            prob = torch.sigmoid(o["logits"])
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(o["logits"], mk)
+            inter = (prob * mk).sum((2, 3))
+            soft_dice = 1 - ((2 * inter + 1) / (prob.sum((2, 3)) + mk.sum((2, 3)) + 1)).mean()
+            fine = loss = bce + soft_dice
+        else:
+            fine = ((o["landmarks"] - y) ** 2).sum(-1).mean()
+            coarse_target = torch.einsum("cf,bfd->bcd", _coarse_selector(model), y)
+            coarse = ((o["coarse"] - coarse_target) ** 2).sum(-1).mean()
+            kl = -0.5 * (1 + o["logvar"] - o["mu"] ** 2 - o["logvar"].exp()).sum(1).mean()
+            loss = fine + cfg.coarse_weight * coarse + cfg.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -135,8 +154,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             d = validation_dice(model, val_cases, xval)
             mean = float(np.mean(list(d.values())))
-            rec = {"step": state["step"], "train_landmark_mse": float(np.mean(running)),
-                   "rmse_px_1024": float(math.sqrt(np.mean(running) / 2) * 1024),
+            rec = {"step": state["step"], "train_loss": float(np.mean(running)),
                    **{f"val_dice_{k}": v for k, v in d.items()}, "val_dice_mean": mean,
                    "seconds": time.perf_counter() - t0}
             running = []
