@@ -48,12 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_evaluate)
 
 
-def torch_zeros(size: int):
-    import torch
-
-    return torch.zeros(1, 1, size, size)
-
-
 def _expand(items: list[str]) -> list[Path]:
     from cxrkit.errors import CxrkitError
 
@@ -77,7 +71,9 @@ def _segment(args: argparse.Namespace) -> int:
     from cxrkit.errors import CxrkitError
 
     model = load_checkpoint(args.model) if args.model else create_model("hybridgnet", pretrained=True)
-    if "landmarks" not in model(torch_zeros(model.card.input_size)):
+    from cxrkit.segmentation.infer import predicts_landmarks
+
+    if not predicts_landmarks(model):
         raise CxrkitError(f"{args.model}: model {model.card.name!r} predicts no landmarks; CheXmask rows need a landmark model")
     paths = _expand(args.images)
     written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet)

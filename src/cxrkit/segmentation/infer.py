@@ -35,11 +35,18 @@ def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [g.points_to_original(p) for g, p in zip(geoms, pts)]
 
 
+def predicts_landmarks(model) -> bool:
+    """True for landmark models (masks come from filled contours), False for pixel models such as unet."""
+    from cxrkit.models.families.hybridgnet import HybridGNet
+
+    return isinstance(model, HybridGNet)
+
+
 def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Masks (bool, original size) of one grayscale image and the landmarks (None for pixel models)."""
     from cxrkit.io.landmarks import organ_masks
 
-    if model.card.name == "unet" or "unet" in model.card.description.lower():
+    if not predicts_landmarks(model):
         x, geoms = model.preprocess([image])
         with torch.inference_mode():
             prob = torch.sigmoid(model(x)["logits"].float())[0].numpy()
