@@ -1,9 +1,11 @@
-"""Segmentation throughput: the shipped hybridgnet in fp32 (baseline) vs bf16 autocast + channels_last,
-batch inference on CPU, and end-to-end `cxrkit segment` time per image (decode, predict, fill, RLE, CSV).
+"""Segmentation throughput on CPU, hybridgnet vs the unet pixel baseline in the same run, each in fp32
+(baseline) and with bf16 autocast + channels_last, batch inference; then end-to-end `cxrkit segment` time
+per image (decode, predict, fill, RLE, CSV) with the shipped hybridgnet.
 
-Usage: python bench/bench_segment.py [--images DIR] [--batch 16] [--repeats 3]
-Default images: ../shared/data/nih/images (200 real NIH PNGs), else the bundled sample.
-(The `unet` pixel baseline named by the issue is not trained yet; it will join this comparison.)
+Usage: python bench/bench_segment.py [--images DIR] [--batch 16] [--repeats 3] [--unet CKPT]
+Default images: ../shared/data/nih/images (200 real NIH PNGs), else the bundled sample. Throughput does
+not depend on the weights, so without --unet an untrained unet of the same architecture is timed; for
+unet the "model" time includes the sigmoid but not the mask mapping back to the original size.
 """
 
 from __future__ import annotations
@@ -41,17 +43,25 @@ def main() -> None:
     ap.add_argument("--images")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--unet", help="unet checkpoint (default: an untrained unet, same architecture)")
     args = ap.parse_args()
     shared = REPO.parent / "shared" / "data" / "nih" / "images"
     folder = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     paths = sorted(folder.glob("*.png"))
     model = create_model("hybridgnet", pretrained=True)
     x, _ = model.preprocess([load_gray8(p) for p in paths[: args.batch]])
-    fp32 = _throughput(create_model("hybridgnet", pretrained=True), x, False, args.repeats)
-    bf16 = _throughput(create_model("hybridgnet", pretrained=True), x, True, args.repeats)
-    print(f"hybridgnet model only, batch {len(x)}, {torch.get_num_threads()} threads:")
-    print(f"  fp32 (baseline)            {fp32:8.1f} img/s")
-    print(f"  bf16 + channels_last       {bf16:8.1f} img/s   {bf16 / fp32:5.2f}x")
+    from cxrkit.models.checkpoint import load_checkpoint
+
+    make = {"hybridgnet": lambda: create_model("hybridgnet", pretrained=True),
+            "unet": (lambda: load_checkpoint(args.unet)) if args.unet else (lambda: create_model("unet").eval())}
+    print(f"model only, batch {len(x)} at {model.card.input_size} px, {torch.get_num_threads()} threads:")
+    base = None
+    for name, build in make.items():
+        fp32 = _throughput(build(), x, False, args.repeats)
+        bf16 = _throughput(build(), x, True, args.repeats)
+        base = base or fp32
+        print(f"  {name:<10} fp32 {fp32:8.1f} img/s   bf16 + channels_last {bf16:8.1f} img/s ({bf16 / fp32:4.2f}x); "
+              f"fp32 vs hybridgnet fp32 {fp32 / base:4.2f}x")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         segment_files(model, paths, Path(tmp) / "seg.csv", progress=False)

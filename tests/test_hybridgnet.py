@@ -104,4 +104,4 @@ def test_ctr_from_predicted_masks_matches_scr_on_jsrt_test():
         p = organ_masks(predict_landmarks(model, [load_gray8(c.image)])[0], 1024, 1024)
         errors.append(abs(measure_masks(t["right_lung"], t["left_lung"], t["heart"]).ctr
                           - measure_masks(p["right_lung"], p["left_lung"], p["heart"]).ctr))
-    assert len(errors) == 51 and np.mean(errors) <= 0.02  # measured: 0.0155
+    assert len(errors) == 51 and np.mean(errors) <= 0.02  # measured: 0.0116 (cxrkit segmentation evaluate: ctr_mae)

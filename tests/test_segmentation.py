@@ -51,7 +51,7 @@ def test_augment_moves_landmarks_with_the_image():
     img = torch.zeros(1, 1, 64, 64)
     img[0, 0, 20:24, 40:44] = 1.0  # a bright square centred at (41.5, 21.5)
     pts = torch.tensor([[[41.5 / 64 + 0.5 / 64, 21.5 / 64 + 0.5 / 64]]])
-    x, p = augment(img, pts, torch.Generator().manual_seed(3), LandmarkAugment(gamma=0, noise_std=0))
+    x, p = augment(img, pts, torch.Generator().manual_seed(3), LandmarkAugment(contrast=0, gamma=0, noise_std=0))
     ys, xs = np.nonzero(x[0, 0].numpy() > 0.3)
     centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 64
     assert np.abs(centre - p[0, 0].numpy()).max() < 1.5 / 64
@@ -113,6 +113,20 @@ def test_segmentation_evaluate_on_tiny_layout(tmp_path, capsys):
     assert len(s) == 6 * 3 and set(s.structure) == {"right_lung", "left_lung", "heart"}
     assert s.implausible.between(0, s.n).all()  # an untrained model can draw self-crossing contours
     assert (tmp_path / "ev" / "dice_boxplot.png").is_file()
+    worst = sorted(p.name for p in (tmp_path / "ev").glob("worst_*.png"))
+    assert len(worst) == 6 and worst[0].startswith("worst_low_contrast_")  # 1 clean image (val) + 5 perturbations
+    # compare two evaluations of the same images: paired drops with a CI and a verdict per row
+    model2 = create_model("unet", input_size=64)
+    save_checkpoint(tmp_path / "u.pt", model2)
+    assert main(["segmentation", "evaluate", "--model", str(tmp_path / "u.pt"), "--jsrt", str(jsrt), "--landmarks",
+                 str(lm), "--split", "val", "--out", str(tmp_path / "ev2"), "--worst", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["segmentation", "compare", str(tmp_path / "ev"), str(tmp_path / "ev2"), "--names", "hg", "un",
+                 "--out", str(tmp_path / "cmp.csv")]) == 0
+    c = pd.read_csv(tmp_path / "cmp.csv")
+    assert len(c) == 5 * 3 and {"drop_hg", "drop_un", "ci_low", "ci_high", "verdict"} <= set(c.columns)
+    assert np.allclose(c["difference"], c["drop_hg"] - c["drop_un"], atol=1e-4)
+    assert (c["ci_low"] <= c["difference"] + 1e-9).all() and (c["difference"] <= c["ci_high"] + 1e-9).all()
 
 
 def test_perturbations_keep_ground_truth_aligned():

@@ -21,7 +21,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass

@@ -12,7 +12,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cxrkit.errors import CxrkitError

@@ -17,9 +17,7 @@ Datasets are map-style with dict samples holding ``image`` (1, S, S) in [0, 1] a
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -37,7 +35,7 @@ from cxrkit.classification.augment import AugmentConfig, augment_batch
 from cxrkit.classification.losses import LOSSES, get_loss
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS
-from cxrkit.io.atomic import write_text
+from cxrkit.io.atomic import write_records_csv, write_text
 from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint, state_dict_sha256
 from cxrkit.models.registry import create_model
 
@@ -145,8 +143,9 @@ def _loader(ds, indices: Sequence[int], batch_size: int, workers: int, shuffle_f
 
 
 def _normalize(x: torch.Tensor, card) -> torch.Tensor:
-    n = card.normalization
-    return (x - n.mean) / n.std
+    from cxrkit.models.preprocess import normalize
+
+    return normalize(x, card.normalization)
 
 
 def predict_dataset(model, ds, batch_size: int = 32, workers: int = 0, bf16: bool = True,
@@ -315,7 +314,7 @@ class Trainer:
                 save_checkpoint(last, model, training=training)
                 if improved:
                     save_checkpoint(self.out / "best.pt", model)
-                _write_metrics(self.out / "metrics.csv", state["history"])
+                write_records_csv(self.out / "metrics.csv", state["history"])
                 log.info("epoch %d: train loss %.4f, val mean AUROC %s, %.1f img/s", epoch + 1, train_loss,
                          f"{record.get('val_mean_auroc', float('nan')):.4f}", record["img_per_s"])
             if d.world > 1:
@@ -360,15 +359,3 @@ def _broadcast(state: dict, d: Dist) -> dict:
     obj = [state if d.main else None]
     dist.broadcast_object_list(obj, src=0)
     return obj[0]
-
-
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    keys: list[str] = []
-    for rec in history:
-        keys.extend(k for k in rec if k not in keys)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    for rec in history:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in rec.items()})
-    write_text(path, buf.getvalue())

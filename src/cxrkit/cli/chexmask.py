@@ -3,12 +3,18 @@
 Commands (each streams the CSV; nothing loads the whole file):
 
 * ``info CSV``: rows, id column, Dice statistics, image sizes, bad rows.
-* ``filter CSV --out OUT``: keep rows with ``Dice RCA (Mean) >= 0.7`` (``--threshold``, ``--by max``).
+* ``filter CSV --out OUT``: keep rows with ``Dice RCA (Mean) >= 0.7`` (``--threshold``, ``--by max``);
+  ``--structure-threshold heart=0.6`` (repeatable) also requires a QC CSV's per-structure column
+  ``Dice RCA (Mean) Heart`` to be >= 0.6.
 * ``decode CSV --id ID --out DIR``: write ``DIR/ID_right_lung.png``, ``DIR/ID_left_lung.png``,
   ``DIR/ID_heart.png`` (8-bit 0/255, the row's Height x Width). Characters of ID outside
   ``[A-Za-z0-9._-]`` (e.g. the ``/`` of CheXpert paths) become ``_`` in the file names.
 * ``overlay CSV --id ID --out PNG [--image PATH]``: masks and landmarks over the image, or over a
   dark canvas when no image is given.
+* ``validate --subsets DIR --out OUT`` (or ``validate --csv CSV --annotations A.csv [B.csv] --out OUT``):
+  CheXmask's technical validation: Dice of the HybridGNet masks with two physicians' corrected masks,
+  the physicians' agreement, and how well ``Dice RCA (Mean)`` tracks the true Dice, per dataset and
+  structure; writes ``per_image.csv``, ``summary.csv``, ``unmatched.csv`` and two plots.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--by", choices=("mean", "max"), default="mean", help="Dice RCA column to filter on (default mean)")
     p.add_argument("--lenient", action="store_true", help="skip and count bad rows instead of failing")
     p.add_argument("--no-repair-dice", action="store_true", help="keep Dice Max/Mean as written even when Max < Mean")
+    p.add_argument(
+        "--structure-threshold", action="append", default=[], metavar="STRUCTURE=T",
+        help="also require the per-structure Dice RCA column (of the --by family, e.g. 'Dice RCA (Mean) Heart') "
+        ">= T; STRUCTURE is right_lung, left_lung or heart; repeatable (needs a QC CSV with those columns)",
+    )
     p.set_defaults(func=_filter)
 
     p = sub.add_parser("decode", help="write one row's three masks as 0/255 PNGs")
@@ -66,6 +77,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-landmarks", action="store_true", help="do not draw the landmark points")
     p.add_argument("--alpha", type=float, default=0.35, help="mask opacity (default 0.35)")
     p.set_defaults(func=_overlay)
+
+    p = sub.add_parser(
+        "validate",
+        help="CheXmask's technical validation: HybridGNet vs two physicians, Dice RCA vs true Dice",
+        description="Dice of CheXmask's HybridGNet masks with physicians' corrected masks (and between the "
+        "physicians), and the Pearson/Spearman correlation of Dice RCA (Mean) with that true Dice, per dataset "
+        "and structure. Give --subsets DIR (every <name>.csv with <name>_<physician>_annotations.csv beside it; "
+        "<name>_name_mapping.csv is used when present) or --csv FILE --annotations A.csv [B.csv].",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--subsets", metavar="DIR", help="folder with <name>.csv and <name>_<physician>_annotations.csv files")
+    src.add_argument("--csv", metavar="FILE", help="one CheXmask CSV (with --annotations)")
+    p.add_argument("--annotations", nargs="+", metavar="FILE", default=None,
+                   help="with --csv: 1 or 2 physicians' annotation CSVs (the first is physician A)")
+    p.add_argument("--dataset", default=None, help="with --csv: dataset name (default: the CSV's file name)")
+    p.add_argument("--name-mapping", default=None, metavar="FILE", help="with --csv: a name mapping CSV (Original,New)")
+    p.add_argument("--out", required=True, metavar="OUTDIR",
+                   help="output folder (per_image.csv, summary.csv, unmatched.csv, plots)")
+    p.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a physician row matches no CheXmask row")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_validate)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -102,11 +135,12 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from cxrkit.data.chexmask import filter_csv
+    from cxrkit.data.chexmask import filter_csv, parse_structure_thresholds
 
+    structures = parse_structure_thresholds(args.structure_threshold)
     summary = filter_csv(
         args.csv, args.out, threshold=args.threshold, by=args.by, id_column=args.id_column,
-        lenient=args.lenient, repair_dice=not args.no_repair_dice,
+        lenient=args.lenient, repair_dice=not args.no_repair_dice, structure_thresholds=structures,
     )
     for line in summary.lines():
         print(line)
@@ -163,3 +197,29 @@ def _overlay(args: argparse.Namespace) -> int:
     write_bytes(out, buf.tobytes())
     print(out)
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from cxrkit.qc.chexmask_validation import format_summary, validate_chexmask
+
+    if args.csv is not None and not args.annotations:
+        raise CxrkitError("--csv needs --annotations FILE [FILE] (the physicians' annotation CSVs)")
+    if args.subsets is not None and (args.annotations or args.dataset or args.name_mapping):
+        raise CxrkitError("--annotations, --dataset and --name-mapping go with --csv, not --subsets")
+    result = validate_chexmask(
+        args.subsets if args.subsets is not None else args.csv,
+        annotations=args.annotations, dataset=args.dataset, name_mapping=args.name_mapping,
+        out=args.out, plots=not args.no_plots, progress=not args.quiet,
+    )
+    counts = result.matched_images()
+    print("matched images: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (total {sum(counts.values())})")
+    print()
+    print(format_summary(result.summary))
+    print()
+    for u in result.unmatched.itertuples(index=False):
+        print(f"unmatched   {u.file}:{u.line}: physician {u.physician}'s row {u.image_id!r}: {u.reason}")
+    if len(result.unmatched):
+        print(f"{len(result.unmatched)} physician rows matched no CheXmask row (listed in {result.outputs['unmatched']})")
+    for name, path in result.outputs.items():
+        print(f"wrote {name:10s} {path}")
+    return 1 if args.strict and len(result.unmatched) else 0

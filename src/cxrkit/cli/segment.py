@@ -6,15 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout")
     p.add_argument("images", nargs="+", help="PNG/JPEG/DICOM files or folders (searched recursively)")
     p.add_argument("--model", help="cxrkit checkpoint (default: the hybridgnet weights shipped in the package)")
     p.add_argument("--out", required=True, help="output CSV (CheXmask columns); an existing one is resumed")
     p.add_argument("--masks", help="also write DIR/<id>_{right_lung,left_lung,heart}.png")
+    p.add_argument("--qc", action="store_true", help="fill the Dice RCA columns by RCA (see cxrkit qc)")
+    from cxrkit.cli.qc import add_rca_options
+
+    add_rca_options(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_segment)
 
@@ -45,22 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--perturbations", nargs="+", help="subset of: none noise occlusion rotate+15 rotate-15 low_contrast")
     e.add_argument("--out", required=True, help="folder: per_image.csv, summary.csv, dice_boxplot.png")
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--worst", type=int, default=3, help="overlays of the N worst clean images and of each "
+                   "perturbation's worst image (0: none)")
     e.set_defaults(func=_evaluate)
 
-
-def _expand(items: list[str]) -> list[Path]:
-    from cxrkit.errors import CxrkitError
-
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise CxrkitError(f"{p}: no such file or folder")
-    return out
+    c = ss.add_parser("compare", help="robustness of two evaluated models: paired Dice drops with bootstrap CIs")
+    c.add_argument("a", help="folder written by `cxrkit segmentation evaluate` (model A)")
+    c.add_argument("b", help="the same for model B (same split and perturbations)")
+    c.add_argument("--names", nargs=2, default=("a", "b"), metavar=("A", "B"))
+    c.add_argument("--out", help="also write the table as CSV")
+    c.set_defaults(func=_compare)
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -75,8 +70,15 @@ def _segment(args: argparse.Namespace) -> int:
 
     if not predicts_landmarks(model):
         raise CxrkitError(f"{args.model}: model {model.card.name!r} predicts no landmarks; CheXmask rows need a landmark model")
-    paths = _expand(args.images)
-    written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet)
+    from cxrkit.io.images import expand_image_paths
+
+    qc = None
+    if args.qc:
+        from cxrkit.cli.qc import build_estimator
+
+        qc = build_estimator(args)
+    paths = expand_image_paths(args.images)
+    written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet, qc=qc)
     sys.stdout.write(f"{args.out}: {written} segmented, {skipped} already there, {failed} failed"
                      + (f" (see {Path(args.out).with_suffix('.errors.csv')})" if failed else "") + "\n")
     return 1 if failed else 0
@@ -109,5 +111,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     kinds = tuple(args.perturbations) if args.perturbations else PERTURBATIONS
     per_image = evaluate_checkpoint(model, jsrt, lms, args.split, kinds, progress=not args.quiet)
     summary = write_report(per_image, args.out)
+    if args.worst:
+        from cxrkit.segmentation.evaluate import worst_case_overlays
+
+        worst_case_overlays(model, jsrt, per_image, args.out, n=args.worst)
     sys.stdout.write(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cxrkit.errors import CxrkitError
+    from cxrkit.io.atomic import write_text
+    from cxrkit.segmentation.evaluate import compare_drops
+
+    tables = []
+    for d in (args.a, args.b):
+        p = Path(d) / "per_image.csv"
+        if not p.is_file():
+            raise CxrkitError(f"{p}: missing; run `cxrkit segmentation evaluate --out {d}` first")
+        tables.append(pd.read_csv(p))
+    if set(tables[0]["image"]) != set(tables[1]["image"]):
+        raise CxrkitError(f"{args.a} and {args.b} were evaluated on different images")
+    table = compare_drops(tables[0], tables[1], tuple(args.names))
+    if args.out:
+        write_text(args.out, table.to_csv(index=False, float_format="%.5f", lineterminator="\n"))
+    sys.stdout.write(table.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
     return 0

@@ -25,6 +25,11 @@ Quirks of the real files handled here (checked on ``../shared/data/chexmask/subs
 
 Bad rows are never dropped silently: by default they raise :class:`CxrkitError` naming the file and
 line; with ``lenient=True`` they are yielded as :class:`RowError` records instead.
+
+QC CSVs written by cxrkit may carry six extra per-structure columns, ``Dice RCA (Mean) Right Lung``,
+``Dice RCA (Mean) Left Lung``, ``Dice RCA (Mean) Heart`` and the same for ``(Max)`` (see
+:func:`structure_dice_column`). The readers ignore them (they match no field above);
+:func:`filter_csv` can filter on them (``structure_thresholds``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ __all__ = [
     "iter_chunks",
     "find_record",
     "dice_reject_reason",
+    "STRUCTURE_CHOICES",
+    "structure_dice_column",
+    "parse_structure_thresholds",
     "filter_csv",
     "summarize_csv",
     "join_nih",
@@ -437,6 +445,93 @@ def dice_reject_reason(record: CheXmaskRecord, threshold: float = DEFAULT_MIN_DI
     return None
 
 
+# Structure names accepted by ``structure_thresholds`` / ``--structure-threshold``.
+STRUCTURE_CHOICES: tuple[str, ...] = ORGANS
+
+
+def structure_dice_column(structure: str, by: Literal["mean", "max"] = "mean") -> str:
+    """The exact name of a per-structure Dice RCA column, e.g. ``Dice RCA (Mean) Right Lung``.
+
+    ``structure`` is one of :data:`STRUCTURE_CHOICES` (``right_lung``, ``left_lung``, ``heart``);
+    ``by`` the column family (``mean`` or ``max``).
+    """
+    if structure not in STRUCTURE_CHOICES:
+        raise CxrkitError(f"unknown structure {structure!r}; expected one of {', '.join(STRUCTURE_CHOICES)}")
+    if by not in ("mean", "max"):
+        raise CxrkitError(f"by must be 'mean' or 'max', got {by!r}")
+    return f"Dice RCA ({by.capitalize()}) {ORGAN_COLUMNS[structure]}"
+
+
+def parse_structure_thresholds(items: Iterable[str]) -> dict[str, float]:
+    """Parse ``["right_lung=0.8", "heart=0.6"]`` into ``{"right_lung": 0.8, "heart": 0.6}``.
+
+    Raises :class:`CxrkitError` naming the bad item and the valid choices: an unknown structure, a
+    missing ``=``, a value that is not a number in [0, 1], or a structure given twice.
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        name = name.strip()
+        if not sep:
+            raise CxrkitError(
+                f"structure threshold {item!r}: expected STRUCTURE=VALUE with STRUCTURE one of "
+                f"{', '.join(STRUCTURE_CHOICES)}, e.g. heart=0.6"
+            )
+        if name not in STRUCTURE_CHOICES:
+            raise CxrkitError(
+                f"structure threshold {item!r}: unknown structure {name!r}; expected one of {', '.join(STRUCTURE_CHOICES)}"
+            )
+        try:
+            threshold = float(value)
+        except ValueError:
+            raise CxrkitError(
+                f"structure threshold {item!r}: {value.strip()!r} is not a number; expected a Dice in [0, 1]"
+            ) from None
+        if not 0.0 <= threshold <= 1.0:  # also rejects nan
+            raise CxrkitError(f"structure threshold {item!r}: {threshold!r} is outside [0, 1]")
+        if name in out:
+            raise CxrkitError(f"structure threshold {item!r}: {name} is given twice")
+        out[name] = threshold
+    return out
+
+
+def _structure_columns(cols: Columns, src: str | os.PathLike, thresholds: dict[str, float], by: str) -> dict[str, int]:
+    """Field index of each thresholded structure's ``Dice RCA (by) <Structure>`` column (raises when absent)."""
+    keys = {_norm(h): i for i, h in reversed(list(enumerate(cols.header)))}  # first occurrence wins
+    found: dict[str, int] = {}
+    missing: list[str] = []
+    for structure in thresholds:
+        name = structure_dice_column(structure, by)  # type: ignore[arg-type]
+        index = cols.header.index(name) if name in cols.header else keys.get(_norm(name))
+        if index is None:
+            missing.append(name)
+        else:
+            found[structure] = index
+    if missing:
+        raise CxrkitError(
+            f"{src}: no column {', '.join(repr(m) for m in missing)} for the per-structure threshold(s); "
+            f"only QC CSVs written by cxrkit carry per-structure Dice RCA columns (header: {', '.join(cols.header)})"
+        )
+    return found
+
+
+def _structure_reject_reason(
+    fields: list[str], indices: dict[str, int], thresholds: dict[str, float], cols: Columns, by: str
+) -> str | None:
+    """``None`` when every thresholded structure passes; else the failing tests, e.g.
+    ``heart Dice RCA (Mean) < 0.6`` (several joined by ``"; "``). A blank or ``nan`` cell fails as
+    ``no heart Dice RCA (Mean)``; a non-number raises :class:`CxrkitError` naming the column."""
+    family = f"Dice RCA ({by.capitalize()})"
+    failed: list[str] = []
+    for structure, threshold in thresholds.items():
+        value = _parse_dice(fields[indices[structure]], cols.header[indices[structure]])
+        if value is None:
+            failed.append(f"no {structure} {family}")
+        elif value < threshold:
+            failed.append(f"{structure} {family} < {threshold:g}")
+    return "; ".join(failed) if failed else None
+
+
 @dataclass
 class FilterSummary:
     """What :func:`filter_csv` did: rows kept, rows dropped by reason, bad rows (lenient mode)."""
@@ -451,12 +546,14 @@ class FilterSummary:
     dropped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     dice_swapped: int = 0
+    structure_thresholds: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         col = f"Dice RCA ({self.by.capitalize()})"
+        also = "".join(f" and {s} {col} >= {t:g}" for s, t in self.structure_thresholds.items())
         out = [
             f"{self.source}: {self.rows} rows (id column {self.id_column!r}); kept {self.kept} with {col} >= "
-            f"{self.threshold:g} -> {self.out}"
+            f"{self.threshold:g}{also} -> {self.out}"
         ]
         for reason, n in sorted(self.dropped.items()):
             out.append(f"dropped {n}: {reason}")
@@ -489,6 +586,7 @@ def filter_csv(
     id_column: str | None = None,
     lenient: bool = False,
     repair_dice: bool = True,
+    structure_thresholds: dict[str, float] | None = None,
 ) -> FilterSummary:
     """Stream ``src`` and write the rows with ``Dice RCA (by) >= threshold`` to ``dst`` (atomically).
 
@@ -496,18 +594,41 @@ def filter_csv(
     The decision uses the repaired Dice values when ``repair_dice`` (see the module docstring). Rows
     without a Dice value are dropped and counted; bad rows raise, or are counted and listed in the
     summary with ``lenient=True``.
+
+    ``structure_thresholds`` (e.g. ``{"right_lung": 0.8, "heart": 0.6}``, names from
+    :data:`STRUCTURE_CHOICES`) also requires each named structure's per-structure column of the same
+    family (``Dice RCA (Mean) Right Lung`` for ``by="mean"``, see :func:`structure_dice_column`) to be
+    ``>=`` its threshold; the file must have those columns. A dropped row is counted once under the
+    first test it fails: the overall Dice (``below threshold`` / ``no Dice``), else all the failing
+    structures together (``heart Dice RCA (Mean) < 0.6``, several joined by ``"; "``; a blank cell is
+    ``no heart Dice RCA (Mean)``). The per-structure values are used as written (no swap repair).
     """
     if by not in ("mean", "max"):
         raise CxrkitError(f"by must be 'mean' or 'max', got {by!r}")
     if not 0.0 <= threshold <= 1.0:
         raise CxrkitError(f"threshold {threshold!r} is outside [0, 1]")
+    per_structure: dict[str, float] = {}
+    for structure, value in (structure_thresholds or {}).items():
+        if structure not in STRUCTURE_CHOICES:
+            raise CxrkitError(
+                f"structure threshold: unknown structure {structure!r}; expected one of {', '.join(STRUCTURE_CHOICES)}"
+            )
+        try:
+            per_structure[structure] = float(value)
+        except (TypeError, ValueError):
+            raise CxrkitError(
+                f"structure threshold {structure}={value!r} is not a number; expected a Dice in [0, 1]"
+            ) from None
+        if not 0.0 <= per_structure[structure] <= 1.0:
+            raise CxrkitError(f"structure threshold {structure}={value!r} is outside [0, 1]")
     cols = read_columns(src, id_column)
     if (cols.dice_mean if by == "mean" else cols.dice_max) is None:
         raise CxrkitError(f"{src}: no 'Dice RCA ({by.capitalize()})' column to filter on (header: {', '.join(cols.header)})")
+    structure_index = _structure_columns(cols, src, per_structure, by) if per_structure else {}
     dst = Path(dst)
     if dst.resolve() == Path(src).resolve():
         raise CxrkitError(f"{dst}: the output must differ from the input")
-    summary = FilterSummary(str(src), str(dst), threshold, by, id_column=cols.id_name)
+    summary = FilterSummary(str(src), str(dst), threshold, by, id_column=cols.id_name, structure_thresholds=per_structure)
     with _open_out(dst) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols.header)
@@ -516,8 +637,17 @@ def filter_csv(
             if isinstance(item, RowError):
                 summary.errors.append(str(item))
                 continue
-            summary.dice_swapped += item.dice_swapped
             reason = dice_reject_reason(item, threshold, by)
+            if reason is None and per_structure:
+                try:
+                    reason = _structure_reject_reason(fields, structure_index, per_structure, cols, by)
+                except CxrkitError as exc:
+                    err = RowError(str(src), item.line, f"row {item.image_id!r}: {exc}", item.image_id)
+                    if not lenient:
+                        raise CxrkitError(str(err)) from None
+                    summary.errors.append(str(err))
+                    continue
+            summary.dice_swapped += item.dice_swapped
             if reason is None:
                 writer.writerow(fields)
                 summary.kept += 1

@@ -49,3 +49,22 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write UTF-8 ``text`` to ``path``."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
+
+
+def write_records_csv(path: str | os.PathLike, records: list[dict]) -> None:
+    """Write a list of dicts (e.g. per-epoch metrics) as CSV atomically; floats with 6 significant digits.
+
+    Columns are the union of the records' keys in first-seen order; a missing value is left blank.
+    """
+    import csv
+    import io
+
+    keys: list[str] = []
+    for rec in records:
+        keys.extend(k for k in rec if k not in keys)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for rec in records:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in rec.items()})
+    write_text(path, buf.getvalue())

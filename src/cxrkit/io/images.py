@@ -206,3 +206,20 @@ def load_gray8(path: str | os.PathLike, size: int | tuple[int, int] | None = Non
     if arr is None:
         arr = to_uint8(read_image(p).pixels)
     return arr if size is None else resize_area(arr, size)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+
+def expand_image_paths(items: "list[str | os.PathLike]") -> list[Path]:
+    """Files as given, folders searched recursively for :data:`IMAGE_SUFFIXES` (sorted); a missing path raises."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise CxrkitError(f"{p}: no such file or folder")
+    return out

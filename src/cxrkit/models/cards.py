@@ -21,12 +21,21 @@ TASKS = ("classification", "segmentation", "registration")
 
 @dataclass(frozen=True)
 class Normalization:
-    """Intensity normalization applied after scaling uint8 pixels to [0, 1]: ``(x - mean) / std``."""
+    """Intensity normalization applied after scaling uint8 pixels to [0, 1].
+
+    ``per_image=False``: ``(x - mean) / std`` with the fixed ``mean`` and ``std``.
+    ``per_image=True``: ``(x - mean(x)) / std(x)`` with the image's own mean and standard deviation (over
+    the radiograph's pixels, not the square padding; the fixed fields are then unused), so a global
+    brightness/contrast change of the radiograph does not change the model input.
+    """
 
     mean: float = 0.5
     std: float = 0.25
+    per_image: bool = False
 
     def describe(self) -> str:
+        if self.per_image:
+            return "x/255 -> (x - mean(x)) / std(x) per image"
         return f"x/255 -> (x - {self.mean}) / {self.std}"
 
 

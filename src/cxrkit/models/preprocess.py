@@ -7,11 +7,12 @@ top-left of the image at (0, 0)) and model-input pixels.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import to_uint8
-from cxrkit.models.cards import ModelCard
+from cxrkit.models.cards import ModelCard, Normalization
 
 
 def to_model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, SquareResize]:
@@ -21,11 +22,32 @@ def to_model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, Squa
     img8 = image if image.dtype == np.uint8 else to_uint8(image)
     geom = SquareResize(height=img8.shape[0], width=img8.shape[1], size=card.input_size)
     square = geom.image_to_square(img8)
-    x = normalize(square, card)
+    stats = image_stats(img8) if card.normalization.per_image else None
+    x = normalize(square.astype(np.float32) / 255.0, card.normalization, stats)
     return x[None], geom
 
 
-def normalize(square_uint8: np.ndarray, card: ModelCard) -> np.ndarray:
-    """uint8 pixels -> float32 ``(x/255 - mean) / std`` as the card says."""
-    n = card.normalization
-    return ((square_uint8.astype(np.float32) / 255.0) - n.mean) / n.std
+def image_stats(image_uint8: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of an image's pixels scaled to [0, 1]."""
+    m, s = cv2.meanStdDev(image_uint8)
+    return float(m[0, 0]) / 255.0, float(s[0, 0]) / 255.0
+
+
+def normalize(x01, norm: Normalization, stats: tuple[float, float] | None = None):
+    """Pixels scaled to [0, 1] -> the model's input, as the card's :class:`Normalization` says.
+
+    Works on a numpy array (one image; ``stats`` from :func:`image_stats` of the unpadded image, or computed
+    here when None) or on a torch batch ``(N, C, H, W)`` (per-image statistics over each sample).
+    """
+    if not norm.per_image:
+        return (x01 - norm.mean) / norm.std
+    if isinstance(x01, np.ndarray):
+        mean, std = stats if stats is not None else (float(x01.mean()), float(x01.std()))
+        return ((x01 - mean) / max(std, _EPS)).astype(np.float32)
+    dims = tuple(range(1, x01.ndim))
+    mean = x01.mean(dim=dims, keepdim=True)
+    std = x01.std(dim=dims, keepdim=True, unbiased=False).clamp_min(_EPS)
+    return (x01 - mean) / std
+
+
+_EPS = 1e-3  # a blank image stays finite

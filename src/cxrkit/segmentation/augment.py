@@ -1,4 +1,4 @@
-"""Augmentation that moves landmarks with the image: rotation, scale, translation, gamma, noise.
+"""Augmentation that moves landmarks with the image: rotation, scale, translation, contrast, gamma, noise.
 
 Images (N, 1, S, S) in [0, 1]; landmarks (N, P, 2) as (x, y) in [0, 1] of the square. Randomness only
 from the ``torch.Generator`` passed in.
@@ -14,11 +14,20 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class LandmarkAugment:
-    rotate: float = 0.2  # radians (about 11.5 degrees)
+    """Ranges of the random transforms; each image draws its own values uniformly.
+
+    rotate: radians (0.3 is about 17 degrees); scale: relative zoom; translate: in units of half the side
+    ([-1, 1] coordinates); contrast: the intensity range is squeezed to ``c`` in ``[1 - contrast, 1]`` of
+    itself around a random level (a washed-out film); gamma: exponent ``1 +- gamma``; noise_std: Gaussian
+    noise with a standard deviation drawn from ``[0, noise_std]`` (pixels in [0, 1]).
+    """
+
+    rotate: float = 0.3
     scale: float = 0.1
-    translate: float = 0.05  # in units of half the side ([-1, 1] coordinates)
+    translate: float = 0.05
+    contrast: float = 0.7
     gamma: float = 0.3
-    noise_std: float = 0.01
+    noise_std: float = 0.1
 
 
 def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
@@ -37,8 +46,12 @@ def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
     p = torch.einsum("bij,bnj->bni", torch.linalg.inv(theta[:, :, :2]), q - theta[:, None, :, 2])
     gam = 1 + u(n, 1, 1, 1) * cfg.gamma
     xa = xa.clamp(0, 1) ** gam
+    if cfg.contrast > 0:  # squeeze to c of the range, placed anywhere inside [0, 1]
+        c = 1 - torch.rand(n, 1, 1, 1, generator=gen) * cfg.contrast
+        xa = xa * c + torch.rand(n, 1, 1, 1, generator=gen) * (1 - c)
     if cfg.noise_std > 0:
-        xa = (xa + torch.randn(x.shape, generator=gen) * cfg.noise_std).clamp(0, 1)
+        sigma = torch.rand(n, 1, 1, 1, generator=gen) * cfg.noise_std
+        xa = (xa + torch.randn(x.shape, generator=gen) * sigma).clamp(0, 1)
     if masks is not None:
         ma = F.grid_sample(masks, F.affine_grid(theta, list(masks.shape), align_corners=False), mode="nearest",
                            padding_mode="zeros", align_corners=False)

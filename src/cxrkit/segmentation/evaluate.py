@@ -4,7 +4,7 @@ Per test image and structure, at 1024 px: Dice and 95th-percentile Hausdorff dis
 predicted contour vs the SCR expert mask, mean contour error (px) of the predicted landmarks vs the
 expert landmark contour, and plausibility (one component, no hole). The same under perturbations of the
 input: Gaussian noise, a blanked square, rotation by +-15 degrees (ground truth rotated with the image)
-and low contrast.
+and low contrast. Also the cardiothoracic ratio error (predicted vs expert masks) per image and condition.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8
     from cxrkit.metrics.segmentation import contour_error, dice, hausdorff95, plausibility
+    from cxrkit.anatomy.measure import measure_masks
     from cxrkit.segmentation.infer import predict_masks
 
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
@@ -74,20 +75,25 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
                       for s, v in truth_masks.items()}
                 tp = truth_pts @ m[:, :2].T + m[:, 2]
             pred, pts = predict_masks(model, img)
+            ctr_error = abs(measure_masks(pred["right_lung"], pred["left_lung"], pred["heart"]).ctr
+                            - measure_masks(tm["right_lung"], tm["left_lung"], tm["heart"]).ctr)
             for s in STRUCTURES:
                 p = plausibility(pred[s])
                 rows.append({"image": c.id, "perturbation": kind, "structure": s, "dice": dice(pred[s], tm[s]),
                              "hd95": hausdorff95(pred[s], tm[s]),
                              "contour_error": contour_error(pts[_SLICES[s]], tp[_SLICES[s]]) if pts is not None else np.nan,
-                             "plausible": bool(p["plausible"])})
+                             "plausible": bool(p["plausible"]), "ctr_abs_error": ctr_error})
     return pd.DataFrame(rows)
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean Dice / HD95 / contour error and the implausible count per perturbation and structure."""
+    """Mean Dice / HD95 / contour error, the implausible count per perturbation and structure, and the
+    mean absolute error of the cardiothoracic ratio from the predicted vs the expert masks (the same value
+    on the three structure rows of a condition)."""
     g = per_image.groupby(["perturbation", "structure"], sort=False)
     out = g.agg(dice=("dice", "mean"), hd95=("hd95", "mean"), contour_error=("contour_error", "mean"),
-                implausible=("plausible", lambda v: int((~v.astype(bool)).sum())), n=("dice", "size"))
+                implausible=("plausible", lambda v: int((~v.astype(bool)).sum())), n=("dice", "size"),
+                ctr_mae=("ctr_abs_error", "mean"))
     return out.reset_index()
 
 
@@ -117,3 +123,74 @@ def write_report(per_image: pd.DataFrame, out: str | os.PathLike) -> pd.DataFram
     plt.close(fig)
     write_bytes(out / "dice_boxplot.png", buf.getvalue())
     return summary
+
+
+def worst_case_overlays(model, jsrt: str | os.PathLike, per_image: pd.DataFrame, out: str | os.PathLike,
+                        n: int = 3, seed: int = 0) -> list[Path]:
+    """Overlays of the ``n`` clean test images with the lowest mean Dice and, per perturbation, its worst
+    image: expert contours in green, predicted in red (lungs) / magenta (heart), Dice in the corner.
+    Written as ``worst_<perturbation>_<id>.png``; returns the paths."""
+    from cxrkit.data.jsrt import read_jsrt
+    from cxrkit.io.images import load_gray8
+    from cxrkit.segmentation.infer import predict_masks
+
+    out = Path(out)
+    cases = {c.id: c for c in read_jsrt(jsrt)}
+    mean = per_image.groupby(["perturbation", "image"], sort=False)["dice"].mean().reset_index()
+    picks = [("none", i) for i in mean[mean.perturbation == "none"].nsmallest(n, "dice")["image"]]
+    picks += [(k, g.nsmallest(1, "dice")["image"].iloc[0]) for k, g in mean.groupby("perturbation", sort=False)
+              if k != "none"]
+    kinds = list(dict.fromkeys(per_image["perturbation"]))
+    paths = []
+    for kind, image_id in picks:
+        c = cases[image_id]
+        image = load_gray8(c.image)
+        rng = np.random.default_rng([seed, int(c.id[-3:]) if c.id[-3:].isdigit() else 0, kinds.index(kind)])
+        img, m = perturb(image, kind, rng)
+        truth = c.load_masks()
+        if m is not None:
+            truth = {s: cv2.warpAffine(v.astype(np.uint8), m, v.shape[::-1], flags=cv2.INTER_NEAREST) > 0
+                     for s, v in truth.items()}
+        pred, _ = predict_masks(model, img)
+        canvas = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        for s in STRUCTURES:
+            for mask, colour in ((truth[s], (0, 200, 0)), (pred[s], (0, 0, 255) if s != "heart" else (255, 0, 255))):
+                cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+                cv2.drawContours(canvas, cs, -1, colour, 3)
+        d = per_image[(per_image.perturbation == kind) & (per_image.image == image_id)].set_index("structure")["dice"]
+        text = f"{kind} {image_id}: RL {d['right_lung']:.3f} LL {d['left_lung']:.3f} H {d['heart']:.3f}"
+        cv2.putText(canvas, text, (20, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 255, 255), 3)
+        path = out / f"worst_{kind}_{image_id}.png"
+        ok, buf = cv2.imencode(".png", cv2.resize(canvas, (512, 512), interpolation=cv2.INTER_AREA))
+        write_bytes(path, buf.tobytes())
+        paths.append(path)
+    return paths
+
+
+def compare_drops(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("a", "b"), n_boot: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Robustness of two models evaluated on the same images (two ``per_image`` tables).
+
+    Per perturbation and structure: each model's mean Dice drop (clean minus perturbed, per image), the
+    paired difference ``drop_a - drop_b`` (negative: ``a`` loses less) with a 95% bootstrap CI over images,
+    and each model's implausible outputs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind in [k for k in dict.fromkeys(a["perturbation"]) if k != "none"]:
+        for s in STRUCTURES:
+            drops, bad = [], []
+            for t in (a, b):
+                clean = t[(t.perturbation == "none") & (t.structure == s)].set_index("image")["dice"]
+                pert = t[(t.perturbation == kind) & (t.structure == s)].set_index("image")
+                drops.append(clean - pert["dice"])
+                bad.append(int((~pert["plausible"].astype(bool)).sum()))
+            diff = (drops[0] - drops[1]).dropna().to_numpy()
+            idx = rng.integers(0, len(diff), (n_boot, len(diff)))
+            boots = diff[idx].mean(axis=1)
+            lo, hi = np.percentile(boots, [2.5, 97.5])
+            verdict = f"{names[0]} loses less" if hi < 0 else f"{names[1]} loses less" if lo > 0 else "no significant difference"
+            rows.append({"perturbation": kind, "structure": s, f"drop_{names[0]}": float(drops[0].mean()),
+                         f"drop_{names[1]}": float(drops[1].mean()), "difference": float(diff.mean()),
+                         "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict,
+                         f"implausible_{names[0]}": bad[0], f"implausible_{names[1]}": bad[1], "n": len(diff)})
+    return pd.DataFrame(rows)

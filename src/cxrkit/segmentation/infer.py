@@ -55,8 +55,10 @@ def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.n
     return organ_masks(pts, *image.shape), pts
 
 
-def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int) -> dict[str, str]:
-    """One CheXmask-format row from original-resolution landmarks."""
+def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
+                     qc=None) -> dict[str, str]:
+    """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
+    :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
     from cxrkit.io.landmarks import format_landmarks, organ_masks
     from cxrkit.io.rle import encode
 
@@ -64,7 +66,14 @@ def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int)
     pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
     pts[:, 1] = np.clip(pts[:, 1], 0, height - 1)
     masks = organ_masks(pts.astype(np.float64), height, width)
-    return {"ImageID": image_id, "Dice RCA (Mean)": "", "Dice RCA (Max)": "", "Landmarks": format_landmarks(pts),
+    dice_mean = dice_max = ""
+    if qc is not None:
+        if image is None:
+            raise CxrkitError("segmentation_row: qc needs the image")
+        est = qc.estimate(image, masks)
+        dice_mean, dice_max = f"{est.mean:.6f}", f"{est.max:.6f}"
+    return {"ImageID": image_id, "Dice RCA (Mean)": dice_mean, "Dice RCA (Max)": dice_max,
+            "Landmarks": format_landmarks(pts),
             "Left Lung": encode(masks["left_lung"]), "Right Lung": encode(masks["right_lung"]),
             "Heart": encode(masks["heart"]), "Height": str(height), "Width": str(width)}
 
@@ -86,8 +95,9 @@ def _done_ids(path: Path) -> set[str]:
 
 
 def segment_files(model, paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
-                  masks_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[int, int, int]:
-    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed)."""
+                  masks_dir: str | os.PathLike | None = None, progress: bool = True, qc=None) -> tuple[int, int, int]:
+    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed). With ``qc``
+    (a :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA columns are filled."""
     from tqdm.auto import tqdm
 
     from cxrkit.io.images import read_image
@@ -110,7 +120,7 @@ def segment_files(model, paths: Sequence[str | os.PathLike], out_csv: str | os.P
             try:
                 xray = read_image(path)
                 pts = predict_landmarks(model, [xray.pixels])[0]
-                row = segmentation_row(name, pts, xray.height, xray.width)
+                row = segmentation_row(name, pts, xray.height, xray.width, xray.pixels, qc)
             except (CxrkitError, OSError, ValueError) as exc:
                 log.error("%s: %s", path, exc)
                 errors.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))

@@ -9,8 +9,6 @@ seeded by (seed, step), so a resumed run continues exactly.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -23,7 +21,8 @@ import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError
-from cxrkit.io.atomic import write_text
+from cxrkit.segmentation.augment import LandmarkAugment
+from cxrkit.io.atomic import write_records_csv
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,7 @@ class SegTrainConfig:
     eval_every: int = 250
     seed: int = 0
     threads: int | None = None
+    augment: LandmarkAugment = LandmarkAugment()
 
 
 def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str, size: int, masks: bool = False):
@@ -92,6 +92,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
 
     from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint
     from cxrkit.models.registry import create_model
+    from cxrkit.models.preprocess import normalize
     from cxrkit.segmentation.augment import augment
 
     if cfg.threads:
@@ -124,15 +125,15 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(xtr), (cfg.batch_size,), generator=gen)
         if pixel:
-            x, y, mk = augment(xtr[idx], ytr[idx], gen, masks=mtr[idx])
+            x, y, mk = augment(xtr[idx], ytr[idx], gen, cfg.augment, masks=mtr[idx])
         else:
-            x, y = augment(xtr[idx], ytr[idx], gen)
+            x, y = augment(xtr[idx], ytr[idx], gen, cfg.augment)
         model.train()
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 7_919 + step)  # the latent sample
-            o = model((x - 0.5) / 0.25)
+            o = model(normalize(x, model.card.normalization))
         if pixel:  # binary cross-entropy + soft Dice per structure
             prob = torch.sigmoid(o["logits"])
             bce = torch.nn.functional.binary_cross_entropy_with_logits(o["logits"], mk)
@@ -165,7 +166,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
             save_checkpoint(last, model, training={"config": asdict(cfg), "optimizer": opt.state_dict(), "state": state})
             if improved:
                 save_checkpoint(out / "best.pt", model)
-            _write_metrics(out / "metrics.csv", state["history"])
+            write_records_csv(out / "metrics.csv", state["history"])
             bar.set_postfix(val_dice=f"{mean:.4f}")
     bar.close()
     return {"steps": state["step"], "best_val_dice_mean": state["best"], "best": str(out / "best.pt")}
@@ -183,12 +184,3 @@ def _coarse_selector(model) -> torch.Tensor:
         c += cs
         f += s
     return sel
-
-
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
-    w.writeheader()
-    for r in history:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text(path, buf.getvalue())

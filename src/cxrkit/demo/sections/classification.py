@@ -9,7 +9,6 @@ ChestX-ray8 paper's colours: ground truth blue, hits green, false positives red.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import numpy as np
 

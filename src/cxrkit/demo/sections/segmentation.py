@@ -41,7 +41,7 @@ def build(ctx: DemoContext) -> Section:
         figures.append(f'<figure><img src="segmentation/{name}" alt="{html.escape(path.name)}">'
                        f"<figcaption>{html.escape(path.name)}: CTR {m.ctr:.3f}</figcaption></figure>")
     body = (
-        "<p>The HybridGNet-style model shipped in the package (trained on JSRT; test Dice 0.970 / 0.963 / 0.932 "
+        "<p>The HybridGNet-style model shipped in the package (trained on JSRT; test Dice 0.973 / 0.964 / 0.936 "
         "for right lung / left lung / heart) predicts 120 contour landmarks per image; the masks are the filled "
         "contours, so each structure is one closed region. Output in CheXmask's CSV layout: "
         '<a href="segmentation/segmentation.csv">segmentation.csv</a> (readable by <code>cxrkit chexmask</code>). '

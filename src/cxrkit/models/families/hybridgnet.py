@@ -10,8 +10,9 @@ come from filling the contours, so each structure is one closed region without h
 contour does not cross itself (`cxrkit segmentation evaluate` counts the outputs where it does).
 
 Shipped weights (``create_model("hybridgnet", pretrained=True)``, the default of ``cxrkit segment``): trained
-by ``cxrkit segmentation train --out DIR --threads 1`` (defaults: 256 px, 6000 steps, batch 8, seed 0) on the
-174 JSRT training images, best of the validation checkpoints; JSRT test Dice 0.970 / 0.963 / 0.932 (right
+by ``cxrkit segmentation train --out DIR --steps 12000 --threads 1`` (256 px, batch 8, seed 0, per-image
+intensity standardization, augmentation with rotation, scale, shift, contrast, gamma and noise) on the 174
+JSRT training images, best of the validation checkpoints; JSRT test Dice 0.973 / 0.964 / 0.936 (right
 lung / left lung / heart, see docs/segmentation.md).
 """
 
@@ -167,8 +168,8 @@ _ARCH = dict(widths=(16, 32, 64, 96, 128, 128), latent=64, hidden=32, cheb_k=6, 
 
 @register_model(ModelCard(
     name="hybridgnet", task="segmentation", labels=("right_lung", "left_lung", "heart"), input_size=256,
-    in_channels=1, normalization=Normalization(mean=0.5, std=0.25), architecture=arch(**_ARCH),
-    weights_sha256="5c5c958c153b117e9ba7aa1ca30885621da74a556ac149109fccfc537040d68e",
+    in_channels=1, normalization=Normalization(per_image=True), architecture=arch(**_ARCH),
+    weights_sha256="7bd3b0a3cfdf7af6097fe4089314070a1c8e281aa59fe09dfb70c99f1df321a6",
     description="HybridGNet-style: conv encoder, variational latent, Chebyshev graph decoder over the 120-node "
                 "contour graph with graph unpooling and image-to-graph skip connections; trained on JSRT"),
     weights_file="hybridgnet.pt")

@@ -34,7 +34,7 @@ class UNetSeg(CxrModule):
 
 @register_model(ModelCard(
     name="unet", task="segmentation", labels=("right_lung", "left_lung", "heart"), input_size=256, in_channels=1,
-    normalization=Normalization(mean=0.5, std=0.25), architecture=arch(**_ARCH),
+    normalization=Normalization(per_image=True), architecture=arch(**_ARCH),
     description="MONAI UNet pixel baseline (3 sigmoid channels)"))
 def unet(card: ModelCard) -> UNetSeg:
     return UNetSeg(card)

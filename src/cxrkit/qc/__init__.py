@@ -1,0 +1,1 @@
+"""Segmentation quality control: RCA and CheXmask's technical validation."""

@@ -1,0 +1,238 @@
+"""Reverse Classification Accuracy (RCA): estimate a segmentation's Dice without its ground truth.
+
+For an image ``I`` with predicted masks ``M`` (right lung, left lung, heart) and a reference set of
+images ``R_k`` with expert masks ``G_k``: register ``I`` to each ``R_k`` (transform ``T_k``, fixed
+``R_k`` -> moving ``I``), carry ``M`` into ``R_k``'s space (``M o T_k``) and score
+``Dice(M o T_k, G_k)`` per structure. A good segmentation of an image that registers well to some
+reference scores high there; a wrong one cannot. As in CheXmask (Gaggion et al. 2023):
+
+* per reference, the overall score is the mean of the three structures' Dice;
+* ``Dice RCA (Mean)`` is the mean of that score over the references, ``Dice RCA (Max)`` its maximum;
+* per structure, the same mean / max over references (``per_structure_mean`` / ``per_structure_max``).
+
+The raw maximum underestimates good segmentations (no reference matches a new patient perfectly; the
+heart's faint border limits it most), so an optional :class:`Calibration` maps it to an estimate of the
+Dice itself: a per-structure linear map fitted on held-out images (``cxrkit bench rca --split val``)
+for one reference set and registration method, written as ``Dice RCA (Calibrated)`` columns. One is
+shipped for the default reference set with each method (``cxrkit/qc/data/calibration_<method>.json``).
+
+Registration is either the learned network ``rca_regnet`` (one forward pass for all references; the
+default) or the classical iterative optimization (:func:`cxrkit.qc.register.register_iterative`, the
+reference method). Masks are compared at 256 px in CheXmask's square space (pad to a centred square).
+"""
+
+from __future__ import annotations
+
+import logging
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from cxrkit.errors import CxrkitError
+from cxrkit.qc.reference import STRUCTURES, ReferenceSet, prepare_query
+from cxrkit.qc.register import IterativeConfig, Transform, register_iterative, standardize
+
+log = logging.getLogger(__name__)
+
+METHODS = ("learned", "iterative")
+
+
+@dataclass(frozen=True)
+class RcaEstimate:
+    """RCA result for one segmentation; Dice values in [0, 1]."""
+
+    mean: float
+    max: float
+    per_structure_mean: dict[str, float]
+    per_structure_max: dict[str, float]
+    per_reference: np.ndarray = field(repr=False)  # (K, 3) Dice per reference and structure
+    calibrated: dict[str, float] | None = None  # keys: the structures and "all"
+
+    def columns(self) -> dict[str, float | str]:
+        """CheXmask's two columns plus cxrkit's per-structure and calibrated ones (see :data:`QC_COLUMNS`);
+        the calibrated ones are empty strings without a calibration."""
+        out: dict[str, float | str] = {"Dice RCA (Mean)": self.mean, "Dice RCA (Max)": self.max}
+        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
+            out[f"Dice RCA (Mean) {name}"] = self.per_structure_mean[s]
+        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
+            out[f"Dice RCA (Max) {name}"] = self.per_structure_max[s]
+        cal = self.calibrated or {}
+        out["Dice RCA (Calibrated)"] = cal.get("all", "")
+        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
+            out[f"Dice RCA (Calibrated) {name}"] = cal.get(s, "")
+        return out
+
+
+STRUCTURE_NAMES = ("Right Lung", "Left Lung", "Heart")
+QC_COLUMNS: tuple[str, ...] = ("Dice RCA (Mean)", "Dice RCA (Max)",
+                               *(f"Dice RCA (Mean) {n}" for n in STRUCTURE_NAMES),
+                               *(f"Dice RCA (Max) {n}" for n in STRUCTURE_NAMES),
+                               "Dice RCA (Calibrated)", *(f"Dice RCA (Calibrated) {n}" for n in STRUCTURE_NAMES))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``dice ~= clip(a * rca_max + b, 0, 1)`` per structure (and ``all`` for the overall max).
+
+    ``reference_ids`` and ``registration_sha256`` say what it was fitted for (the shipped weights'
+    sha256 for the learned method, None for the iterative one); :meth:`RcaEstimator` refuses a
+    calibration fitted for another reference set or network.
+    """
+
+    method: str
+    coefficients: dict[str, tuple[float, float]]
+    reference_ids: tuple[str, ...]
+    registration_sha256: str | None = None
+    fitted_on: str = ""
+
+    def apply(self, per_structure_max: dict[str, float], overall_max: float) -> dict[str, float]:
+        vals = {**per_structure_max, "all": overall_max}
+        return {k: float(np.clip(a * vals[k] + b, 0.0, 1.0)) for k, (a, b) in self.coefficients.items()}
+
+    def to_json(self) -> str:
+        return json.dumps({"method": self.method, "coefficients": {k: list(v) for k, v in self.coefficients.items()},
+                           "reference_ids": list(self.reference_ids), "registration_sha256": self.registration_sha256,
+                           "fitted_on": self.fitted_on}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<json>") -> "Calibration":
+        try:
+            d = json.loads(text)
+            return cls(method=d["method"], coefficients={k: (float(v[0]), float(v[1])) for k, v in d["coefficients"].items()},
+                       reference_ids=tuple(d["reference_ids"]), registration_sha256=d.get("registration_sha256"),
+                       fitted_on=d.get("fitted_on", ""))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CxrkitError(f"{source}: not an RCA calibration ({exc})") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Calibration":
+        return cls.from_json(open(path, encoding="utf-8").read(), str(path))
+
+
+def fit_calibration(true: Mapping[str, np.ndarray], rca_max: Mapping[str, np.ndarray], method: str,
+                    reference_ids: Sequence[str], registration_sha256: str | None, fitted_on: str) -> Calibration:
+    """Least-squares line of true Dice on the RCA max, per key (structures and ``all``)."""
+    coef = {}
+    for k in true:
+        a, b = np.polyfit(np.asarray(rca_max[k], float), np.asarray(true[k], float), 1)
+        coef[k] = (float(a), float(b))
+    return Calibration(method, coef, tuple(reference_ids), registration_sha256, fitted_on)
+
+
+def shipped_calibration(method: str) -> Calibration | None:
+    path = resources.files("cxrkit.qc").joinpath("data", f"calibration_{method}.json")
+    return Calibration.from_json(path.read_text(), str(path)) if path.is_file() else None
+
+
+def dice_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Dice of bool masks (..., H, W) -> (...); 1.0 where both are empty."""
+    a, b = a.flatten(-2).float(), b.flatten(-2).float()
+    inter = (a * b).sum(-1)
+    tot = a.sum(-1) + b.sum(-1)
+    return torch.where(tot > 0, 2 * inter / tot.clamp_min(1), torch.ones_like(tot))
+
+
+def summarize(per_reference: torch.Tensor | np.ndarray, calibration: Calibration | None = None) -> RcaEstimate:
+    """Mean / max over references of a (K, 3) Dice table (and the calibrated estimate when given)."""
+    d = np.asarray(per_reference, dtype=np.float64)
+    overall = d.mean(axis=1)
+    ps_max = {s: float(d[:, k].max()) for k, s in enumerate(STRUCTURES)}
+    return RcaEstimate(mean=float(overall.mean()), max=float(overall.max()),
+                       per_structure_mean={s: float(d[:, k].mean()) for k, s in enumerate(STRUCTURES)},
+                       per_structure_max=ps_max, per_reference=d,
+                       calibrated=None if calibration is None else calibration.apply(ps_max, float(overall.max())))
+
+
+class RcaEstimator:
+    """Estimate segmentation quality against a reference set.
+
+    Args:
+        reference: the :class:`ReferenceSet` (see :mod:`cxrkit.qc.reference`).
+        method: ``"learned"`` (``rca_regnet``; ``model`` or the shipped weights) or ``"iterative"``.
+        model: a ``rca_regnet`` module (e.g. from ``create_model("rca_regnet", checkpoint=...)``).
+        iterative: settings of the classical method.
+        calibration: a :class:`Calibration`, ``"shipped"`` (the packaged one when it was fitted for this
+            reference set and network, else none) or None.
+    """
+
+    def __init__(self, reference: ReferenceSet, method: Literal["learned", "iterative"] = "learned",
+                 model: torch.nn.Module | None = None, iterative: IterativeConfig = IterativeConfig(),
+                 calibration: Calibration | Literal["shipped"] | None = "shipped") -> None:
+        if method not in METHODS:
+            raise CxrkitError(f"RCA method {method!r} is not one of {METHODS}")
+        self.reference = reference
+        self.method = method
+        self.iterative = iterative
+        self._fixed = standardize(reference.images)
+        self.model = None
+        if method == "learned":
+            if model is None:
+                from cxrkit.models import create_model
+
+                model = create_model("rca_regnet", pretrained=True)
+            size = model.card.input_size
+            if reference.images.shape[-1] != size:
+                raise CxrkitError(f"reference images are {reference.images.shape[-1]} px; rca_regnet takes {size}")
+            self.model = model.eval()
+        sha = None if self.model is None else self.model.card.weights_sha256
+        if calibration == "shipped":
+            calibration = shipped_calibration(method)
+            if calibration is not None and (calibration.reference_ids != tuple(reference.ids)
+                                            or calibration.registration_sha256 != sha):
+                log.info("shipped RCA calibration does not fit this reference set / network: not used")
+                calibration = None
+        elif calibration is not None:
+            if calibration.method != method or calibration.reference_ids != tuple(reference.ids) \
+                    or calibration.registration_sha256 != sha:
+                raise CxrkitError(f"RCA calibration ({calibration.method}, {len(calibration.reference_ids)} references, "
+                                  f"network {str(calibration.registration_sha256)[:12]}) was fitted for another "
+                                  f"method, reference set or registration network than this one ({method}, "
+                                  f"{len(reference)} references, network {str(sha)[:12]})")
+        self.calibration = calibration
+
+    def register(self, image01: torch.Tensor) -> Transform:
+        """Transforms (K references) for one query (1, 1, S, S) float [0, 1] in the square space."""
+        moving = standardize(image01)
+        if self.method == "iterative":
+            return register_iterative(moving, self._fixed, self.iterative)
+        with torch.inference_mode():
+            return self.model(moving, self._fixed)
+
+    def score(self, transform: Transform, masks: torch.Tensor) -> np.ndarray:
+        """(K, 3) Dice of query masks (1, 3, M, M) carried into each reference vs its expert masks."""
+        with torch.inference_mode():
+            warped = transform.warp(masks.float(), mode="bilinear") > 0.5
+            return dice_batch(warped, self.reference.masks).numpy()
+
+    def estimate(self, image: np.ndarray, masks: Mapping[str, np.ndarray]) -> RcaEstimate:
+        """RCA of one image (H, W) and its masks (bool, (H, W), keys right_lung / left_lung / heart)."""
+        x, m = prepare_query(image, dict(masks), self.reference.images.shape[-1], self.reference.masks.shape[-1])
+        return summarize(self.score(self.register(x), m), self.calibration)
+
+    def estimate_many(self, image: np.ndarray, candidates: Sequence[Mapping[str, np.ndarray]]) -> list[RcaEstimate]:
+        """Several segmentations of the same image: one registration, one estimate each."""
+        if not candidates:
+            return []
+        x, _ = prepare_query(image, dict(candidates[0]), self.reference.images.shape[-1],
+                             self.reference.masks.shape[-1])
+        t = self.register(x)
+        out = []
+        for c in candidates:
+            _, m = prepare_query(image, dict(c), self.reference.images.shape[-1], self.reference.masks.shape[-1])
+            out.append(summarize(self.score(t, m), self.calibration))
+        return out
+
+
+def estimate_rca(image: np.ndarray, masks: Mapping[str, np.ndarray], reference: ReferenceSet | None = None,
+                 method: Literal["learned", "iterative"] = "learned") -> RcaEstimate:
+    """One-call API: RCA of ``image``'s three ``masks`` against ``reference`` (default: the JSRT subset)."""
+    from cxrkit.qc.reference import default_reference_root, load_reference
+
+    if reference is None:
+        reference = load_reference(default_reference_root())
+    return RcaEstimator(reference, method).estimate(image, masks)

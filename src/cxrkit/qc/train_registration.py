@@ -1,0 +1,186 @@
+"""Training of ``rca_regnet`` (``cxrkit registration train``).
+
+Pairs (moving, fixed) of chest radiographs: moving images from any folder(s) of radiographs (e.g. the
+JSRT training split and the NIH images), each given a random similarity transform so the network learns
+to undo real misalignments; fixed images from the reference pool (the JSRT training split by default:
+RCA registers queries to references). Loss: ``(1 - NCC)`` of the affine stage + ``(1 - local NCC)`` of
+the full transform + ``smooth`` x the displacement field's squared gradient: unsupervised, no labels.
+
+Optionally (``mask_weight > 0`` and masks given for the fixed pool) each step adds a batch of labelled
+pairs drawn from the fixed pool itself, with ``mask_weight x (1 - soft Dice)`` of the warped moving
+masks against the fixed masks (an auxiliary anatomical loss as in label-supervised VoxelMorph). Masks
+are used only in training; registration at inference sees images only, so RCA stays label-free on the
+query side.
+Checkpoints ``last.pt`` (full state, resumable) and the final weights ``best.pt``; ``metrics.csv``.
+Randomness only from seeded generators.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import write_records_csv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegTrainConfig:
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-3
+    smooth: float = 5.0
+    window: int = 9
+    rotate: float = 0.25  # radians, random misalignment of the moving image
+    scale: float = 0.15
+    translate: float = 0.15
+    eval_every: int = 250
+    seed: int = 0
+    threads: int | None = None
+    mask_weight: float = 0.0
+
+
+def load_images(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
+    """(N, 1, size, size) float [0, 1] images in CheXmask's square space."""
+    from cxrkit.io.images import load_gray8
+    from cxrkit.qc.reference import to_square
+
+    if not paths:
+        raise CxrkitError("no training images for the registration network")
+    return torch.from_numpy(np.stack([to_square(load_gray8(p), size).astype(np.float32) / 255 for p in paths]))[:, None]
+
+
+def _misalign(x: torch.Tensor, gen: torch.Generator, cfg: RegTrainConfig,
+              masks: torch.Tensor | None = None):
+    n = x.shape[0]
+    u = lambda *s: torch.rand(*s, generator=gen) * 2 - 1  # noqa: E731
+    ang, sc, t = u(n) * cfg.rotate, 1 + u(n) * cfg.scale, u(n, 2) * cfg.translate
+    cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    warp = lambda a: F.grid_sample(a, F.affine_grid(theta, list(a.shape), align_corners=False),  # noqa: E731
+                                   padding_mode="zeros", align_corners=False)
+    return warp(x) if masks is None else (warp(x), warp(masks))
+
+
+def load_masks(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
+    """(N, 3, size, size) float masks (right lung, left lung, heart) for JSRT-layout image paths."""
+    from cxrkit.io.images import load_gray8
+    from cxrkit.qc.reference import STRUCTURES, to_square
+
+    out = []
+    for p in paths:
+        p = Path(p)
+        ms = []
+        for s in STRUCTURES:
+            mp = p.parent.parent / "masks" / s / p.name
+            if not mp.is_file():
+                raise CxrkitError(f"{mp}: mask missing (mask_weight > 0 needs masks for every fixed image)")
+            ms.append(to_square(load_gray8(mp) > 127, size, mask=True))
+        out.append(np.stack(ms))
+    return torch.from_numpy(np.stack(out).astype(np.float32))
+
+
+def registration_loss(model, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, window: int):
+    """(total image loss, 1 - local NCC) of the model on a batch of pairs."""
+    return transform_loss(model(moving, fixed), moving, fixed, smooth, window)
+
+
+def transform_loss(t, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, window: int):
+    from cxrkit.qc.register import Transform, bending, local_ncc, ncc
+
+    affine = 1 - ncc(Transform(t.theta).warp(moving), fixed).mean()
+    local = 1 - local_ncc(t.warp(moving), fixed, window).mean()
+    return affine + local + smooth * bending(t.disp).mean(), local
+
+
+def train_registration(cfg: RegTrainConfig, moving_paths: Sequence[str | os.PathLike],
+                       fixed_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                       progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) ``rca_regnet``; returns a summary with the final validation local NCC."""
+    from tqdm.auto import tqdm
+
+    from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint
+    from cxrkit.models.registry import create_model
+    from cxrkit.qc.register import standardize
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = create_model("rca_regnet")
+    size = model.card.input_size
+    moving_all = standardize(load_images(moving_paths, size))
+    fixed_all = standardize(load_images(fixed_paths, size))
+    fixed_masks = load_masks(fixed_paths, size) if cfg.mask_weight > 0 else None
+    # A fixed held-out check: the last 8 moving images, misaligned once, against the first fixed images.
+    vgen = torch.Generator().manual_seed(cfg.seed + 99)
+    nval = min(8, max(1, len(moving_all) // 10))
+    val_m = standardize(_misalign(moving_all[-nval:], vgen, cfg))
+    val_f = fixed_all[torch.arange(nval) % len(fixed_all)]
+    moving_train = moving_all[:-nval] if len(moving_all) > nval else moving_all
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    state: dict[str, Any] = {"step": 0, "history": []}
+    last = out / "last.pt"
+    if last.is_file():
+        payload = read_checkpoint(last)
+        if payload["training"]["config"] != asdict(cfg):
+            raise CxrkitError(f"{last}: was trained with another configuration; use a new --out")
+        model.load_state_dict(payload["state_dict"])
+        opt.load_state_dict(payload["training"]["optimizer"])
+        state = payload["training"]["state"]
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="registration train", disable=not progress)
+    t0, running = time.perf_counter(), []
+    while state["step"] < cfg.steps:
+        step = state["step"]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        im = torch.randint(0, len(moving_train), (cfg.batch_size,), generator=gen)
+        jf = torch.randint(0, len(fixed_all), (cfg.batch_size,), generator=gen)
+        m = standardize(_misalign(moving_train[im], gen, cfg))
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        model.train()
+        loss, _ = registration_loss(model, m, fixed_all[jf], cfg.smooth, cfg.window)
+        if fixed_masks is not None:  # labelled pairs from the fixed pool: the auxiliary anatomical loss
+            a = torch.randint(0, len(fixed_all), (cfg.batch_size,), generator=gen)
+            b = torch.randint(0, len(fixed_all), (cfg.batch_size,), generator=gen)
+            ma, mka = _misalign(fixed_all[a], gen, cfg, fixed_masks[a])
+            ma = standardize(ma)
+            t = model(ma, fixed_all[b])
+            warped = t.warp(mka)
+            inter = (warped * fixed_masks[b]).sum((2, 3))
+            soft = (2 * inter + 1) / (warped.sum((2, 3)) + fixed_masks[b].sum((2, 3)) + 1)
+            img_loss, _ = transform_loss(t, ma, fixed_all[b], cfg.smooth, cfg.window)
+            loss = loss + img_loss + cfg.mask_weight * (1 - soft.mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        running.append(float(loss.detach()))
+        bar.update(1)
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+            model.eval()
+            with torch.inference_mode():
+                _, vloc = registration_loss(model, val_m, val_f, cfg.smooth, cfg.window)
+            rec = {"step": state["step"], "train_loss": float(np.mean(running)), "val_local_ncc": 1 - float(vloc),
+                   "seconds": time.perf_counter() - t0}
+            running = []
+            state["history"].append(rec)
+            save_checkpoint(last, model, training={"config": asdict(cfg), "optimizer": opt.state_dict(), "state": state})
+            write_records_csv(out / "metrics.csv", state["history"])
+            bar.set_postfix(val_lncc=f"{rec['val_local_ncc']:.3f}")
+    bar.close()
+    save_checkpoint(out / "best.pt", model)
+    return {"steps": state["step"], "val_local_ncc": state["history"][-1]["val_local_ncc"], "best": str(out / "best.pt")}
