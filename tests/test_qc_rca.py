@@ -187,10 +187,10 @@ def test_registration_train_smoke_and_resume(tmp_path, capsys):
     assert m.card.task == "registration"
     args[args.index("--steps") + 1] = "4"
     assert main(args) == 2 and "another configuration" in capsys.readouterr().err
-    # with the auxiliary mask loss on labelled pairs of the fixed pool
-    args[args.index("--out") + 1] = str(tmp_path / "run_masks")
-    assert main([*args, "--mask-weight", "1"]) == 0
-    assert create_model("rca_regnet", checkpoint=tmp_path / "run_masks" / "best.pt").card.task == "registration"
+    # purely unsupervised (the default adds the soft-Dice loss on labelled pairs of the fixed pool)
+    args[args.index("--out") + 1] = str(tmp_path / "run_images_only")
+    assert main([*args, "--mask-weight", "0"]) == 0
+    assert create_model("rca_regnet", checkpoint=tmp_path / "run_images_only" / "best.pt").card.task == "registration"
 
 
 @pytest.mark.realdata

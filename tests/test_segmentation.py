@@ -159,3 +159,18 @@ def test_unet_baseline_trains_and_evaluates(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "x.png"), "--model", str(tmp_path / "u" / "best.pt"), "--out",
                  str(tmp_path / "s.csv")]) == 2
     assert "predicts no landmarks" in capsys.readouterr().err
+
+
+def test_segment_batches_give_the_same_rows_as_one_by_one(tmp_path):
+    from cxrkit.segmentation.infer import segment_files
+
+    model = create_model("hybridgnet", input_size=64).eval()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, shape in enumerate([(120, 100), (90, 90), (100, 130)]):
+        paths.append(tmp_path / f"im{i}.png")
+        cv2.imwrite(str(paths[-1]), rng.uniform(0, 255, shape).astype(np.uint8))
+    segment_files(model, paths, tmp_path / "one.csv", progress=False, batch_size=1)
+    segment_files(model, paths, tmp_path / "two.csv", progress=False, batch_size=2)
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+    assert len((tmp_path / "one.csv").read_text().splitlines()) == 4

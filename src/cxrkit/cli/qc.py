@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("registration", help="the learned registration network used by RCA")
     rs = r.add_subparsers(dest="registration_command", required=True)
-    t = rs.add_parser("train", help="train rca_regnet unsupervised (local NCC + smoothness), resumable")
+    t = rs.add_parser("train", help="train rca_regnet (local NCC + smoothness; optional soft-Dice on labelled pairs), resumable")
     t.add_argument("--out", required=True, help="run folder: last.pt, best.pt, metrics.csv")
     t.add_argument("--jsrt", help="JSRT folder: its training split is the fixed pool and part of the moving pool "
                                   "(default: <shared data>/segmentation/jsrt)")
@@ -52,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--mask-weight", type=float, default=0.0,
+    t.add_argument("--mask-weight", type=float, default=1.0,
                    help="weight of the auxiliary soft-Dice loss on labelled pairs of the JSRT training split "
-                        "(0: unsupervised, images only)")
+                        "(default 1, as the shipped weights; 0: unsupervised, images only)")
     t.add_argument("--threads", type=int)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)

@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output CSV (CheXmask columns); an existing one is resumed")
     p.add_argument("--masks", help="also write DIR/<id>_{right_lung,left_lung,heart}.png")
     p.add_argument("--qc", action="store_true", help="fill the Dice RCA columns by RCA (see cxrkit qc)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     from cxrkit.cli.qc import add_rca_options
 
     add_rca_options(p)
@@ -78,7 +79,8 @@ def _segment(args: argparse.Namespace) -> int:
 
         qc = build_estimator(args)
     paths = expand_image_paths(args.images)
-    written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet, qc=qc)
+    written, skipped, failed = segment_files(model, paths, args.out, args.masks, progress=not args.quiet, qc=qc,
+                                             batch_size=args.batch_size)
     sys.stdout.write(f"{args.out}: {written} segmented, {skipped} already there, {failed} failed"
                      + (f" (see {Path(args.out).with_suffix('.errors.csv')})" if failed else "") + "\n")
     return 1 if failed else 0

@@ -140,3 +140,20 @@ def load_checkpoint(
     model.eval()
     log.info("loaded %s (%s, sha256 %s...)", path, card.name, str(card.weights_sha256)[:12])
     return model
+
+
+def resume_state(last: str | os.PathLike, config: Mapping[str, Any], model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Resume a training run from its ``last.pt`` (written with ``training={"config", "optimizer",
+    "state"}``): load the weights and optimizer, return the saved state; None when there is no file.
+    A run trained with another configuration is refused (an error naming the file)."""
+    last = Path(last)
+    if not last.is_file():
+        return None
+    payload = read_checkpoint(last)
+    if payload["training"]["config"] != dict(config):
+        raise CxrkitError(f"{last}: was trained with another configuration; use a new --out")
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["training"]["optimizer"])
+    log.info("resuming from %s at step %s", last, payload["training"]["state"].get("step"))
+    return payload["training"]["state"]

@@ -110,7 +110,7 @@ def train_registration(cfg: RegTrainConfig, moving_paths: Sequence[str | os.Path
     """Train (or resume) ``rca_regnet``; returns a summary with the final validation local NCC."""
     from tqdm.auto import tqdm
 
-    from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint
+    from cxrkit.models.checkpoint import resume_state, save_checkpoint
     from cxrkit.models.registry import create_model
     from cxrkit.qc.register import standardize
 
@@ -134,13 +134,7 @@ def train_registration(cfg: RegTrainConfig, moving_paths: Sequence[str | os.Path
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     state: dict[str, Any] = {"step": 0, "history": []}
     last = out / "last.pt"
-    if last.is_file():
-        payload = read_checkpoint(last)
-        if payload["training"]["config"] != asdict(cfg):
-            raise CxrkitError(f"{last}: was trained with another configuration; use a new --out")
-        model.load_state_dict(payload["state_dict"])
-        opt.load_state_dict(payload["training"]["optimizer"])
-        state = payload["training"]["state"]
+    state = resume_state(last, asdict(cfg), model, opt) or state
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="registration train", disable=not progress)
     t0, running = time.perf_counter(), []
     while state["step"] < cfg.steps:

@@ -225,5 +225,7 @@ def run_validation(jsrt: str | os.PathLike, estimators: Mapping[str, object], mo
         write_text(out / f"calibration_{m}.json", cal.to_json() + "\n")
     for m in estimators:
         plot(per_case, f"{m}_max", out / f"rca_vs_true_{m}.png")
+        if f"{m}_calibrated" in per_case.columns:
+            plot(per_case, f"{m}_calibrated", out / f"rca_vs_true_{m}_calibrated.png")
     log.info("RCA validation written to %s", out)
     return summary

@@ -95,42 +95,67 @@ def _done_ids(path: Path) -> set[str]:
 
 
 def segment_files(model, paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
-                  masks_dir: str | os.PathLike | None = None, progress: bool = True, qc=None) -> tuple[int, int, int]:
-    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed). With ``qc``
-    (a :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA columns are filled."""
+                  masks_dir: str | os.PathLike | None = None, progress: bool = True, qc=None,
+                  batch_size: int = 16) -> tuple[int, int, int]:
+    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed). Images are
+    decoded and predicted ``batch_size`` at a time (one forward pass per batch), rows are written and
+    flushed as each batch is done. With ``qc`` (a :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA
+    columns are filled."""
     from tqdm.auto import tqdm
 
     from cxrkit.io.images import read_image
 
+    if batch_size < 1:
+        raise CxrkitError(f"batch_size must be >= 1, got {batch_size}")
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     done = _done_ids(out_csv)
     errors: list[tuple[str, str]] = []
     written = skipped = 0
     new = not out_csv.is_file() or out_csv.stat().st_size == 0
+
+    def fail(path, exc: Exception) -> None:
+        log.error("%s: %s", path, exc)
+        errors.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+    todo = []
+    for path in paths:
+        if Path(path).name in done:
+            skipped += 1
+        else:
+            done.add(Path(path).name)  # a name given twice is segmented once
+            todo.append(path)
     with open(out_csv, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         if new:
             w.writeheader()
-        for path in tqdm(list(paths), desc="segment", disable=not progress):
-            name = Path(path).name
-            if name in done:
-                skipped += 1
-                continue
+        bar = tqdm(total=len(todo), desc="segment", disable=not progress)
+        for start in range(0, len(todo), batch_size):
+            batch = []
+            for path in todo[start : start + batch_size]:
+                try:
+                    batch.append((path, read_image(path)))
+                except (CxrkitError, OSError, ValueError) as exc:
+                    fail(path, exc)
             try:
-                xray = read_image(path)
-                pts = predict_landmarks(model, [xray.pixels])[0]
-                row = segmentation_row(name, pts, xray.height, xray.width, xray.pixels, qc)
-            except (CxrkitError, OSError, ValueError) as exc:
-                log.error("%s: %s", path, exc)
-                errors.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-                continue
-            w.writerow(row)
+                points = predict_landmarks(model, [x.pixels for _, x in batch]) if batch else []
+            except (CxrkitError, ValueError):  # one odd image must not sink the batch: retry one by one
+                points = [None] * len(batch)
+            for (path, xray), pts in zip(batch, points):
+                try:
+                    if pts is None:
+                        pts = predict_landmarks(model, [xray.pixels])[0]
+                    row = segmentation_row(Path(path).name, pts, xray.height, xray.width, xray.pixels, qc)
+                except (CxrkitError, OSError, ValueError) as exc:
+                    fail(path, exc)
+                    continue
+                w.writerow(row)
+                written += 1
+                if masks_dir is not None:
+                    _write_masks(row, masks_dir)
             f.flush()
-            done.add(name)
-            written += 1
-            if masks_dir is not None:
-                _write_masks(row, masks_dir)
+            bar.update(min(batch_size, len(todo) - start))
+        bar.close()
     if errors:
         from cxrkit.io.atomic import write_text
 

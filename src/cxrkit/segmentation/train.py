@@ -90,7 +90,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     """Train (or resume) a landmark model; returns a summary with the best validation Dice."""
     from tqdm.auto import tqdm
 
-    from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint
+    from cxrkit.models.checkpoint import resume_state, save_checkpoint
     from cxrkit.models.registry import create_model
     from cxrkit.models.preprocess import normalize
     from cxrkit.segmentation.augment import augment
@@ -110,14 +110,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
-    if last.is_file():
-        payload = read_checkpoint(last)
-        if payload["training"]["config"] != asdict(cfg):
-            raise CxrkitError(f"{last}: was trained with another configuration; use a new --out")
-        model.load_state_dict(payload["state_dict"])
-        opt.load_state_dict(payload["training"]["optimizer"])
-        state = payload["training"]["state"]
-        log.info("resuming from %s at step %d", last, state["step"])
+    state = resume_state(last, asdict(cfg), model, opt) or state
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="segmentation train", disable=not progress)
     t0, running = time.perf_counter(), []
     while state["step"] < cfg.steps:
