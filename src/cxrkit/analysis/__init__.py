@@ -1,0 +1,1 @@
+"""One-image analysis: every model on one radiograph (``cxrkit analyze``)."""

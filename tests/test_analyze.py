@@ -1,0 +1,70 @@
+"""`cxrkit analyze`: the documented JSON (schema 1.0) and a self-contained HTML report per image; DICOM
+spacing gives mm; a bad file fails alone; QC is filled when a reference set exists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cxrkit.cli.main import main
+
+SAMPLE = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images"))
+
+
+def _run(tmp_path, *extra):
+    imgs = tmp_path / "in"
+    imgs.mkdir()
+    shutil.copy(SAMPLE / "00009745_000.png", imgs / "a.png")
+    (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    img = cv2.imread(str(SAMPLE / "00015649_000.png"), cv2.IMREAD_GRAYSCALE)
+    from test_images import _dicom
+
+    _dicom(imgs / "c.dcm", (img.astype(np.uint16) * 16)[::2, ::2])
+    return main(["analyze", str(imgs), "--out", str(tmp_path / "out"), "--quiet", *extra])
+
+
+def _check_common(doc, width, height):
+    from cxrkit.io.rle import decode
+
+    assert doc["schema_version"] == "1.0" and (doc["width"], doc["height"]) == (width, height)
+    assert set(doc["probabilities"]) == set(doc["classifier"]["labels"])
+    assert all({"finding", "x", "y", "w", "h", "score"} <= set(b) for b in doc["boxes"])
+    pts = np.array(doc["segmentation"]["landmarks"])
+    assert pts.shape == (120, 2) and pts[:, 0].max() < width and pts[:, 1].max() < height
+    masks = {k: decode(v, height, width) for k, v in doc["segmentation"]["masks"].items()}
+    assert set(masks) == {"right_lung", "left_lung", "heart"}
+    m = doc["measurements"]
+    assert m["area_heart_px"] == int(np.count_nonzero(masks["heart"])) and 0.3 < m["ctr"] < 0.8
+
+
+def test_analyze_json_html_dicom_and_errors(tmp_path, capsys):
+    assert _run(tmp_path, "--no-qc") == 1  # broken.png fails, the others are written
+    out = tmp_path / "out"
+    assert "1 failed" in capsys.readouterr().out and not (out / "broken.json").exists()
+    doc = json.loads((out / "a.json").read_text())
+    _check_common(doc, 1024, 1024)
+    assert doc["qc"] is None and "--no-qc" in doc["qc_note"] and doc["pixel_spacing_mm"] is None
+    page = (out / "a.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "CTR 0." in page and "a.png" in page
+    dcm = json.loads((out / "c.json").read_text())
+    _check_common(dcm, 512, 512)
+    assert dcm["pixel_spacing_mm"] == [0.2, 0.25]
+    m = dcm["measurements"]
+    assert m["heart_width_mm"] == pytest.approx(m["heart_width_px"] * 0.25)
+    assert m["area_heart_mm2"] == pytest.approx(m["area_heart_px"] * 0.05)
+
+
+@pytest.mark.realdata
+def test_analyze_fills_qc_with_a_reference_set(tmp_path, shared, monkeypatch):
+    monkeypatch.setenv("CXRKIT_RCA_REFERENCE", str(shared("segmentation", "jsrt")))
+    _run(tmp_path)
+    doc = json.loads((tmp_path / "out" / "a.json").read_text())
+    q = doc["qc"]
+    assert 0.7 < q["dice_rca_mean"] <= q["dice_rca_max"] <= 1 and 0 < q["dice_rca_calibrated"] <= 1
+    assert set(q["per_structure"]) == {"right_lung", "left_lung", "heart"}
