@@ -71,6 +71,7 @@ class LesionBenchConfig:
     box_method: str = "auto"  # "auto": pick among BOX_CANDIDATES on the validation set; or one candidate name
     augment: bool = True
     max_images: int | None = None
+    lse_r: float | None = None  # LSE pooling sharpness override (None: the model card's, 10 for resnet_lite)
 
 
 def split_by_patient(names: list[str], test_fraction: float, val_fraction: float, seed: int) -> dict[str, list[str]]:
@@ -125,8 +126,8 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
     tcfg = TrainConfig(model=cfg.model, input_size=cfg.input_size, labels=LESION_FINDINGS, epochs=cfg.epochs,
                        batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=30, loss="bce", schedule="cosine",
                        augment=AugmentConfig(rotate_deg=5, scale=0.05, translate=0.03) if cfg.augment else None,
-                       seed=cfg.seed,
-                       num_workers=cfg.num_workers)
+                       seed=cfg.seed, num_workers=cfg.num_workers,
+                       architecture=(("lse_r", float(cfg.lse_r)),) if cfg.lse_r is not None else ())
     t_train = time.perf_counter()
     summary = Trainer(tcfg, out / "train").fit(train_ds, val_ds, progress=progress)
     train_seconds = time.perf_counter() - t_train

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="heatmap -> box setting: 'auto' (best on the validation images) or one of paper, adaptive, "
                      "adaptive@0.7, adaptive@0.8, adaptive@0.9")
     les.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
+    les.add_argument("--lse-r", type=float, help="LSE pooling sharpness r (default: the model card's; lower is "
+                     "closer to average pooling, higher to max pooling)")
     les.add_argument("--quiet", action="store_true")
     les.set_defaults(func=_lesions)
 
@@ -67,7 +69,7 @@ def _lesions(args: argparse.Namespace) -> int:
         metadata = None
     cfg = LesionBenchConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, repeats=args.repeats,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
-                            box_method=args.box_method, max_images=args.max_images)
+                            box_method=args.box_method, max_images=args.max_images, lse_r=args.lse_r)
     m = run_lesion_benchmark(images, args.out, cfg, metadata=metadata, progress=not args.quiet)
     brief = {"per_finding": {f: {k: round(v, 4) for k, v in d.items() if k in ("auroc", "acc_iobb@0.5", "acc_iou@0.3")}
                              for f, d in m["per_finding"].items()},
