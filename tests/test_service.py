@@ -3,7 +3,6 @@ clear 4xx/503 answers to bad uploads with the server staying healthy."""
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import threading
