@@ -123,3 +123,13 @@ def test_real_nih_pngs_all_load():
         small = load_gray8(f, 224)
         assert small.shape == (224, 224)
     assert rgba == 6
+
+
+def test_header_size_png_and_jpeg_without_decoding():
+    from cxrkit.io.images import header_size
+
+    img = np.zeros((37, 53), np.uint8)
+    for ext in (".png", ".jpg"):
+        ok, buf = cv2.imencode(ext, img)
+        assert header_size(buf.tobytes()[:4096]) == (37, 53), ext
+    assert header_size(b"not an image") is None

@@ -244,3 +244,13 @@ def test_shipped_calibration_applies_to_the_default_reference(shared):
     for method in ("learned", "iterative"):
         est = RcaEstimator(ref, method)
         assert est.calibration is not None and est.calibration.reference_ids == ref.ids
+
+
+def test_bad_training_flags_are_clear_errors(tmp_path, capsys):
+    ref = make_reference(tmp_path / "jsrt")
+    (ref / "split.csv").write_text("id,split\nR0,train\nR1,train\nR2,val\n")
+    assert main(["registration", "train", "--jsrt", str(ref), "--images", str(ref / "images"), "--out",
+                 str(tmp_path / "run"), "--mask-weight", "-1", "--quiet"]) == 2
+    assert "mask_weight >= 0" in capsys.readouterr().err
+    assert main(["bench", "lesions", "--out", str(tmp_path / "lb"), "--lse-r", "0"]) == 2
+    assert "--lse-r must be a positive number" in capsys.readouterr().err

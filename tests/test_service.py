@@ -119,3 +119,16 @@ def test_full_queue_answers_503():
         gate.set()
         t.join(60)
         assert results == [200]
+
+
+def test_serve_cli_passes_its_limits_and_rejects_bad_ones(monkeypatch, capsys):
+    import uvicorn
+
+    from cxrkit.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(app=app, host=host, port=port))
+    assert main(["serve", "--port", "8123", "--max-upload-mb", "1", "--max-queue", "2"]) == 0
+    assert seen["port"] == 8123 and seen["host"] == "127.0.0.1" and seen["app"].title == "cxrkit"
+    assert main(["serve", "--max-concurrent", "0"]) == 2
+    assert "serve limits must be positive" in capsys.readouterr().err

@@ -36,6 +36,28 @@ def draw_boxes(
     return canvas
 
 
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (tight bounding box) and close it."""
+    import io
+
+    from cxrkit.io.atomic import write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
+    write_bytes(path, buf.getvalue())
+
+
 def save_png(path, image: np.ndarray) -> None:
     """Encode ``image`` as PNG and write it atomically."""
     from cxrkit.io.atomic import write_bytes

@@ -60,24 +60,23 @@ class Analyzer:
         from cxrkit.anatomy.measure import measure_masks
         from cxrkit.classification.predict import overlay, predict_images
         from cxrkit.data.chexmask import render_overlay
-        from cxrkit.io.landmarks import organ_masks
-        from cxrkit.segmentation.infer import predict_landmarks, segmentation_row
+        from cxrkit.io.images import to_uint8
+        from cxrkit.segmentation.infer import chexmask_row, predict_landmarks, snap_landmarks
 
         if pixels.ndim != 2:
             raise CxrkitError(f"{name}: expected a 2-D grayscale image, got shape {pixels.shape}")
         h, w = pixels.shape
         pred = predict_images(self.classifier, [pixels], [name])[0]
-        pts = predict_landmarks(self.segmenter, [pixels])[0]
-        row = segmentation_row(name, pts, h, w)
-        ipts = np.array(row["Landmarks"].split(","), dtype=np.int64).reshape(-1, 2)
-        masks = organ_masks(ipts.astype(np.float64), h, w)
+        ipts, masks = snap_landmarks(predict_landmarks(self.segmenter, [pixels])[0], h, w)
+        row = chexmask_row(name, ipts, masks, h, w)
+        predicted = pred.to_json()
         m = measure_masks(masks["right_lung"], masks["left_lung"], masks["heart"], spacing)
         doc = {
             "schema_version": SCHEMA_VERSION, "image": name, "width": int(w), "height": int(h),
             "pixel_spacing_mm": list(spacing) if spacing else None,
             "classifier": {"name": self.classifier.card.name, "description": self.classifier.card.description,
                            "labels": list(self.classifier.card.labels)},
-            "probabilities": pred.to_json()["probabilities"], "boxes": pred.to_json()["boxes"],
+            "probabilities": predicted["probabilities"], "boxes": predicted["boxes"],
             "segmentation": {"model": self.segmenter.card.name, "landmarks": ipts.tolist(),
                              "masks": {"right_lung": row["Right Lung"], "left_lung": row["Left Lung"],
                                        "heart": row["Heart"]}},
@@ -95,15 +94,10 @@ class Analyzer:
                                            for s in est.per_structure_mean}}
         else:
             doc["qc_note"] = self.qc_note
-        overlays = {"segmentation": render_overlay(masks, ipts.astype(np.float64), _gray8(pixels)),
-                    "heatmap": overlay(_gray8(pixels), pred)}
+        gray8 = to_uint8(pixels)
+        overlays = {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
+                    "heatmap": overlay(gray8, pred)}
         return doc, overlays
-
-
-def _gray8(pixels: np.ndarray) -> np.ndarray:
-    from cxrkit.io.images import to_uint8
-
-    return to_uint8(pixels)
 
 
 def _png_data_uri(bgr: np.ndarray, max_side: int = 768) -> str:

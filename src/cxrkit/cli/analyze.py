@@ -23,18 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from cxrkit.analysis.analyze import Analyzer, analyze_files
-    from cxrkit.errors import CxrkitError
+    from cxrkit.cli.qc import rca_kwargs
     from cxrkit.io.images import expand_image_paths
     from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.qc.rca import optional_estimator
 
     qc, note = None, "quality control skipped (--no-qc)"
     if not args.no_qc:
-        from cxrkit.cli.qc import build_estimator
-
-        try:
-            qc = build_estimator(args)
-        except CxrkitError as exc:
-            note = f"quality control not run: {exc}"
+        qc, note = optional_estimator(**rca_kwargs(args))
+        if qc is None:
             sys.stderr.write(note.splitlines()[0][:200] + "\n")
     analyzer = Analyzer(load_checkpoint(args.model) if args.model else None,
                         load_checkpoint(args.segmentation_model) if args.segmentation_model else None, qc, note)

@@ -58,6 +58,10 @@ def _lesions(args: argparse.Namespace) -> int:
     from cxrkit.classification.lesion_bench import LesionBenchConfig, run_lesion_benchmark
     from cxrkit.data.shared import find_shared
 
+    from cxrkit.errors import CxrkitError
+
+    if args.lse_r is not None and not args.lse_r > 0:
+        raise CxrkitError(f"--lse-r must be a positive number (LSE pooling sharpness), got {args.lse_r}")
     images = args.images or find_shared("nih/images", "pass --images FOLDER of NIH PNGs")
     metadata = args.metadata
     if metadata is None:
@@ -83,23 +87,16 @@ def _rca(args: argparse.Namespace) -> int:
     from cxrkit.errors import CxrkitError
     from cxrkit.models import create_model
     from cxrkit.models.checkpoint import load_checkpoint
-    from cxrkit.qc.rca import RcaEstimator
+    from cxrkit.qc.rca import Calibration, make_estimator
     from cxrkit.qc.reference import load_reference
     from cxrkit.qc.validation import run_validation
 
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")
     reference = load_reference(args.reference or jsrt)
-    estimators = {}
-    from cxrkit.qc.rca import Calibration
-
-    given = {}
-    for path in args.calibration or []:
-        cal = Calibration.load(path)
-        given[cal.method] = cal
-    for m in args.methods:
-        reg = create_model("rca_regnet", checkpoint=args.registration) if m == "learned" and args.registration else None
-        cal = given.get(m, "shipped" if args.calibration is None else None)
-        estimators[m] = RcaEstimator(reference, m, model=reg, calibration=cal)
+    given = {cal.method: cal for cal in map(Calibration.load, args.calibration or [])}
+    estimators = {m: make_estimator(reference, m, args.registration,
+                                    given.get(m, "shipped" if args.calibration is None else None))
+                  for m in args.methods}
     models = {}
     for item in args.model or ["shipped"]:
         name, _, path = item.partition("=")

@@ -16,17 +16,15 @@ def add_rca_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--registration", help="rca_regnet checkpoint (default: the weights shipped in the package)")
 
 
+def rca_kwargs(args: argparse.Namespace) -> dict:
+    """The :func:`cxrkit.qc.rca.make_estimator` arguments of :func:`add_rca_options`."""
+    return {"reference": args.reference, "method": args.rca_method, "registration": args.registration}
+
+
 def build_estimator(args: argparse.Namespace):
-    from cxrkit.qc.rca import RcaEstimator
-    from cxrkit.qc.reference import default_reference_root, load_reference
+    from cxrkit.qc.rca import make_estimator
 
-    reference = load_reference(args.reference or default_reference_root())
-    model = None
-    if args.rca_method == "learned" and args.registration:
-        from cxrkit.models import create_model
-
-        model = create_model("rca_regnet", checkpoint=args.registration)
-    return RcaEstimator(reference, args.rca_method, model=model)
+    return make_estimator(**rca_kwargs(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,13 +78,18 @@ def _train(args: argparse.Namespace) -> int:
     from cxrkit.io.images import expand_image_paths
     from cxrkit.qc.train_registration import RegTrainConfig, train_registration
 
+    from cxrkit.models import default_card
+    from cxrkit.qc.reference import load_reference
+
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt")
-    fixed = [c.image for c in read_jsrt(jsrt, split="train")]
+    size = default_card("rca_regnet").input_size
+    fixed = load_reference(jsrt, ids=tuple(c.id for c in read_jsrt(jsrt, split="train")), image_size=size,
+                           mask_size=size)
     extra = args.images if args.images is not None else [str(find_shared("nih/images", "pass --images"))]
-    moving = fixed + list(expand_image_paths(extra)) if extra else fixed
+    moving = expand_image_paths(extra) if extra else []
     cfg = RegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                          mask_weight=args.mask_weight)
-    summary = train_registration(cfg, moving, fixed, args.out, progress=not args.quiet)
+    summary = train_registration(cfg, fixed, moving, args.out, progress=not args.quiet)
     sys.stdout.write(f"{args.out}: {summary['steps']} steps, validation local NCC {summary['val_local_ncc']:.4f}, "
                      f"weights {summary['best']}\n")
     return 0

@@ -163,13 +163,28 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
 
 
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from the first bytes of a PNG (24 bytes) or JPEG (up to its SOF marker) without
+    decoding; None for other formats or when the header does not say."""
+    if head.startswith(PNG_MAGIC):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            return None
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head.startswith(JPEG_MAGIC):
+        i = 2
+        while i + 9 < len(head) and head[i] == 0xFF:
+            marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xC2:  # start of frame: precision, height, width
+                return int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big")
+            i += 2 + length
+    return None
+
+
 def png_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """``(height, width)`` from a PNG header without decoding, or None if not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(24)
-    if not head.startswith(PNG_MAGIC):
-        return None
-    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    return header_size(head) if head.startswith(PNG_MAGIC) else None
 
 
 def load_gray8(path: str | os.PathLike, size: int | tuple[int, int] | None = None) -> np.ndarray:

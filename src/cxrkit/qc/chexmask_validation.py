@@ -33,7 +33,6 @@ several GB; only rows some physician annotated are kept in memory).
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -46,7 +45,8 @@ import numpy as np
 
 from cxrkit.data.chexmask import STORED_SIZE, CheXmaskRecord, iter_records, read_name_mapping
 from cxrkit.errors import CxrkitError
-from cxrkit.io.atomic import write_bytes, write_text
+from cxrkit.io.atomic import write_text
+from cxrkit.viz import save_figure
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.landmarks import ORGANS
 from cxrkit.metrics.segmentation import dice
@@ -163,17 +163,9 @@ def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) ->
 
 def _rank(v: np.ndarray) -> np.ndarray:
     """Ranks 1..n, ties given their average rank."""
-    order = np.argsort(v, kind="mergesort")
-    ranks = np.empty(v.size, dtype=np.float64)
-    sorted_v = v[order]
-    i = 0
-    while i < v.size:
-        j = i
-        while j + 1 < v.size and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+    import pandas as pd
+
+    return pd.Series(v).rank(method="average").to_numpy()
 
 
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
@@ -667,26 +659,12 @@ def write_outputs(result: ValidationResult, out: str | os.PathLike, *, plots: bo
     return paths
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: str | os.PathLike) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
-
-
 def plot_rca_scatter(per_image: "pd.DataFrame", path: str | os.PathLike, true_column: str = "dice_vs_ab_mean") -> None:
     """Scatter of ``Dice RCA (Mean)`` (y) against the true Dice (x, default vs the mean of both
     physicians), one panel per structure and ``average``, coloured by dataset; dashed: y = x."""
-    plt = _plt()
+    from cxrkit.viz import pyplot
+
+    plt = pyplot()
     panels = (*STRUCTURES, AVERAGE)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.3), squeeze=False)
     datasets = list(dict.fromkeys(per_image["dataset"]))
@@ -709,12 +687,14 @@ def plot_rca_scatter(per_image: "pd.DataFrame", path: str | os.PathLike, true_co
     axes[0][0].set_ylabel("Dice RCA (Mean)")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle("CheXmask: RCA quality estimate vs Dice with the physicians' masks")
-    _save(plt, fig, path)
+    save_figure(fig, path)
 
 
 def plot_dice_boxplots(per_image: "pd.DataFrame", path: str | os.PathLike) -> None:
     """Per-dataset Dice boxplots, one panel per structure: HybridGNet vs A, vs B, and A vs B."""
-    plt = _plt()
+    from cxrkit.viz import pyplot
+
+    plt = pyplot()
     datasets = list(dict.fromkeys(per_image["dataset"]))
     kinds = (("dice_vs_a", "HG vs A", "#4c72b0"), ("dice_vs_b", "HG vs B", "#55a868"), ("dice_a_vs_b", "A vs B", "#c44e52"))
     fig, axes = plt.subplots(1, len(STRUCTURES), figsize=(5.5 * len(STRUCTURES), 4.5), squeeze=False, sharey=True)
@@ -744,4 +724,4 @@ def plot_dice_boxplots(per_image: "pd.DataFrame", path: str | os.PathLike) -> No
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="upper right", ncol=len(kinds))
     fig.suptitle("CheXmask technical validation: Dice per dataset")
-    _save(plt, fig, path)
+    save_figure(fig, path)

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError
-from cxrkit.qc.reference import STRUCTURES, ReferenceSet, prepare_query
+from cxrkit.io.landmarks import ORGAN_COLUMNS
+from cxrkit.qc.reference import STRUCTURES, ReferenceSet, prepare_query, query_image, query_masks
 from cxrkit.qc.register import IterativeConfig, Transform, register_iterative, standardize
 
 log = logging.getLogger(__name__)
@@ -56,23 +57,24 @@ class RcaEstimate:
     def columns(self) -> dict[str, float | str]:
         """CheXmask's two columns plus cxrkit's per-structure and calibrated ones (see :data:`QC_COLUMNS`);
         the calibrated ones are empty strings without a calibration."""
-        out: dict[str, float | str] = {"Dice RCA (Mean)": self.mean, "Dice RCA (Max)": self.max}
-        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
-            out[f"Dice RCA (Mean) {name}"] = self.per_structure_mean[s]
-        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
-            out[f"Dice RCA (Max) {name}"] = self.per_structure_max[s]
         cal = self.calibrated or {}
-        out["Dice RCA (Calibrated)"] = cal.get("all", "")
-        for s, name in zip(STRUCTURES, STRUCTURE_NAMES):
-            out[f"Dice RCA (Calibrated) {name}"] = cal.get(s, "")
-        return out
+        values = {"Mean": (self.mean, self.per_structure_mean), "Max": (self.max, self.per_structure_max),
+                  "Calibrated": (cal.get("all", ""), cal)}
+        out: dict[str, float | str] = {}
+        for family, (overall, per_structure) in values.items():
+            out[_column(family)] = overall
+            out.update({_column(family, s): per_structure.get(s, "") for s in STRUCTURES})
+        return {c: out[c] for c in QC_COLUMNS}  # in the documented column order
 
 
-STRUCTURE_NAMES = ("Right Lung", "Left Lung", "Heart")
+def _column(family: str, structure: str | None = None) -> str:
+    """``Dice RCA (Mean)``, or per structure ``Dice RCA (Mean) Right Lung`` (CheXmask's organ column names)."""
+    return f"Dice RCA ({family})" + ("" if structure is None else f" {ORGAN_COLUMNS[structure]}")
+
+
 QC_COLUMNS: tuple[str, ...] = ("Dice RCA (Mean)", "Dice RCA (Max)",
-                               *(f"Dice RCA (Mean) {n}" for n in STRUCTURE_NAMES),
-                               *(f"Dice RCA (Max) {n}" for n in STRUCTURE_NAMES),
-                               "Dice RCA (Calibrated)", *(f"Dice RCA (Calibrated) {n}" for n in STRUCTURE_NAMES))
+                               *(_column(f, s) for f in ("Mean", "Max") for s in STRUCTURES),
+                               "Dice RCA (Calibrated)", *(_column("Calibrated", s) for s in STRUCTURES))
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,11 @@ class Calibration:
     reference_ids: tuple[str, ...]
     registration_sha256: str | None = None
     fitted_on: str = ""
+
+    def fits(self, method: str, reference_ids: Sequence[str], registration_sha256: str | None) -> bool:
+        """Whether it was fitted for this method, reference set and registration network."""
+        return (self.method, self.reference_ids, self.registration_sha256) == \
+            (method, tuple(reference_ids), registration_sha256)
 
     def apply(self, per_structure_max: dict[str, float], overall_max: float) -> dict[str, float]:
         vals = {**per_structure_max, "all": overall_max}
@@ -182,13 +189,11 @@ class RcaEstimator:
         sha = None if self.model is None else self.model.card.weights_sha256
         if calibration == "shipped":
             calibration = shipped_calibration(method)
-            if calibration is not None and (calibration.reference_ids != tuple(reference.ids)
-                                            or calibration.registration_sha256 != sha):
+            if calibration is not None and not calibration.fits(method, reference.ids, sha):
                 log.info("shipped RCA calibration does not fit this reference set / network: not used")
                 calibration = None
         elif calibration is not None:
-            if calibration.method != method or calibration.reference_ids != tuple(reference.ids) \
-                    or calibration.registration_sha256 != sha:
+            if not calibration.fits(method, reference.ids, sha):
                 raise CxrkitError(f"RCA calibration ({calibration.method}, {len(calibration.reference_ids)} references, "
                                   f"network {str(calibration.registration_sha256)[:12]}) was fitted for another "
                                   f"method, reference set or registration network than this one ({method}, "
@@ -218,21 +223,40 @@ class RcaEstimator:
         """Several segmentations of the same image: one registration, one estimate each."""
         if not candidates:
             return []
-        x, _ = prepare_query(image, dict(candidates[0]), self.reference.images.shape[-1],
-                             self.reference.masks.shape[-1])
-        t = self.register(x)
-        out = []
-        for c in candidates:
-            _, m = prepare_query(image, dict(c), self.reference.images.shape[-1], self.reference.masks.shape[-1])
-            out.append(summarize(self.score(t, m), self.calibration))
-        return out
+        masks = [query_masks(dict(c), image.shape, self.reference.masks.shape[-1]) for c in candidates]
+        t = self.register(query_image(image, self.reference.images.shape[-1]))
+        return [summarize(self.score(t, m), self.calibration) for m in masks]
+
+
+def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
+                   method: Literal["learned", "iterative"] = "learned",
+                   registration: str | os.PathLike | None = None,
+                   calibration: Calibration | Literal["shipped"] | None = "shipped") -> RcaEstimator:
+    """An :class:`RcaEstimator` from a reference set or its folder (default: the JSRT subset, see
+    :func:`cxrkit.qc.reference.default_reference_root`) and, for the learned method, an optional
+    ``rca_regnet`` checkpoint (default: the shipped weights)."""
+    from cxrkit.qc.reference import default_reference_root, load_reference
+
+    if not isinstance(reference, ReferenceSet):
+        reference = load_reference(reference or default_reference_root())
+    model = None
+    if method == "learned" and registration:
+        from cxrkit.models import create_model
+
+        model = create_model("rca_regnet", checkpoint=registration)
+    return RcaEstimator(reference, method, model=model, calibration=calibration)
+
+
+def optional_estimator(**kwargs) -> tuple[RcaEstimator | None, str]:
+    """:func:`make_estimator`, or ``(None, why)`` when no reference set is available (for the callers
+    where quality control is a bonus: ``cxrkit analyze``, the service, the demo)."""
+    try:
+        return make_estimator(**kwargs), ""
+    except CxrkitError as exc:
+        return None, f"quality control not run: {exc}"
 
 
 def estimate_rca(image: np.ndarray, masks: Mapping[str, np.ndarray], reference: ReferenceSet | None = None,
                  method: Literal["learned", "iterative"] = "learned") -> RcaEstimate:
     """One-call API: RCA of ``image``'s three ``masks`` against ``reference`` (default: the JSRT subset)."""
-    from cxrkit.qc.reference import default_reference_root, load_reference
-
-    if reference is None:
-        reference = load_reference(default_reference_root())
-    return RcaEstimator(reference, method).estimate(image, masks)
+    return make_estimator(reference, method).estimate(image, masks)

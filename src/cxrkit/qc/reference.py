@@ -70,23 +70,32 @@ def to_square(image: np.ndarray, size: int, mask: bool = False) -> np.ndarray:
     return geom.image_to_square(image)
 
 
-def prepare_query(image: np.ndarray, masks: dict[str, np.ndarray],
-                  image_size: int = IMAGE_SIZE, mask_size: int = MASK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image (H, W, any dtype) and its three masks (bool, same size) -> (1, 1, S, S), (1, 3, M, M)."""
+def query_image(image: np.ndarray, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """One image (H, W, any dtype) -> (1, 1, S, S) float [0, 1] in CheXmask's square space."""
     from cxrkit.io.images import to_uint8
 
     if image.ndim != 2:
         raise CxrkitError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    img8 = image if image.dtype == np.uint8 else to_uint8(image)
+    return torch.from_numpy(to_square(img8, image_size).astype(np.float32) / 255.0)[None, None]
+
+
+def query_masks(masks: dict[str, np.ndarray], shape: tuple[int, ...], mask_size: int = MASK_SIZE) -> torch.Tensor:
+    """The three masks (bool, each of the image's ``shape``) -> (1, 3, M, M) bool in the square space."""
     missing = [s for s in STRUCTURES if s not in masks]
     if missing:
         raise CxrkitError(f"masks lack {missing}; expected keys {list(STRUCTURES)}")
     for s in STRUCTURES:
-        if masks[s].shape != image.shape:
-            raise CxrkitError(f"mask {s!r} has shape {masks[s].shape}, the image {image.shape}")
-    img8 = image if image.dtype == np.uint8 else to_uint8(image)
-    x = torch.from_numpy(to_square(img8, image_size).astype(np.float32) / 255.0)[None, None]
-    m = torch.from_numpy(np.stack([to_square(np.asarray(masks[s], bool), mask_size, mask=True) for s in STRUCTURES]))
-    return x, m[None]
+        if masks[s].shape != tuple(shape):
+            raise CxrkitError(f"mask {s!r} has shape {masks[s].shape}, the image {tuple(shape)}")
+    return torch.from_numpy(np.stack([to_square(np.asarray(masks[s], bool), mask_size, mask=True)
+                                      for s in STRUCTURES]))[None]
+
+
+def prepare_query(image: np.ndarray, masks: dict[str, np.ndarray],
+                  image_size: int = IMAGE_SIZE, mask_size: int = MASK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`query_image` and :func:`query_masks` of one image and its masks."""
+    return query_image(image, image_size), query_masks(masks, image.shape, mask_size)
 
 
 def load_reference(root: str | os.PathLike, ids: tuple[str, ...] | None = None,

@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ import torch.nn.functional as F
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.atomic import write_records_csv
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrkit.qc.reference import ReferenceSet
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +66,12 @@ def load_images(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
 
 def _misalign(x: torch.Tensor, gen: torch.Generator, cfg: RegTrainConfig,
               masks: torch.Tensor | None = None):
-    n = x.shape[0]
-    u = lambda *s: torch.rand(*s, generator=gen) * 2 - 1  # noqa: E731
-    ang, sc, t = u(n) * cfg.rotate, 1 + u(n) * cfg.scale, u(n, 2) * cfg.translate
-    cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
-    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    from cxrkit.segmentation.augment import random_similarity, similarity_theta
+
+    theta = similarity_theta(*random_similarity(x.shape[0], gen, cfg.rotate, cfg.scale, cfg.translate))
     warp = lambda a: F.grid_sample(a, F.affine_grid(theta, list(a.shape), align_corners=False),  # noqa: E731
                                    padding_mode="zeros", align_corners=False)
     return warp(x) if masks is None else (warp(x), warp(masks))
-
-
-def load_masks(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
-    """(N, 3, size, size) float masks (right lung, left lung, heart) for JSRT-layout image paths."""
-    from cxrkit.io.images import load_gray8
-    from cxrkit.qc.reference import STRUCTURES, to_square
-
-    out = []
-    for p in paths:
-        p = Path(p)
-        ms = []
-        for s in STRUCTURES:
-            mp = p.parent.parent / "masks" / s / p.name
-            if not mp.is_file():
-                raise CxrkitError(f"{mp}: mask missing (mask_weight > 0 needs masks for every fixed image)")
-            ms.append(to_square(load_gray8(mp) > 127, size, mask=True))
-        out.append(np.stack(ms))
-    return torch.from_numpy(np.stack(out).astype(np.float32))
 
 
 def registration_loss(model, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, window: int):
@@ -104,16 +87,21 @@ def transform_loss(t, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, 
     return affine + local + smooth * bending(t.disp).mean(), local
 
 
-def train_registration(cfg: RegTrainConfig, moving_paths: Sequence[str | os.PathLike],
-                       fixed_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
-                       progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) ``rca_regnet``; returns a summary with the final validation local NCC."""
+def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving: Sequence[str | os.PathLike],
+                       out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) ``rca_regnet``; returns a summary with the final validation local NCC.
+
+    ``fixed``: the fixed pool with its masks (a :class:`cxrkit.qc.reference.ReferenceSet` loaded at the
+    network's input size for images and masks); the moving pool is its images plus ``extra_moving``."""
     from tqdm.auto import tqdm
 
     from cxrkit.models.checkpoint import resume_state, save_checkpoint
     from cxrkit.models.registry import create_model
     from cxrkit.qc.register import standardize
 
+    if cfg.mask_weight < 0 or cfg.steps < 1 or cfg.batch_size < 1:
+        raise CxrkitError(f"registration training needs mask_weight >= 0, steps >= 1 and batch_size >= 1; got "
+                          f"{cfg.mask_weight!r}, {cfg.steps!r}, {cfg.batch_size!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out)
@@ -122,9 +110,13 @@ def train_registration(cfg: RegTrainConfig, moving_paths: Sequence[str | os.Path
         torch.manual_seed(cfg.seed)
         model = create_model("rca_regnet")
     size = model.card.input_size
-    moving_all = standardize(load_images(moving_paths, size))
-    fixed_all = standardize(load_images(fixed_paths, size))
-    fixed_masks = load_masks(fixed_paths, size) if cfg.mask_weight > 0 else None
+    if fixed.images.shape[-1] != size or fixed.masks.shape[-1] != size:
+        raise CxrkitError(f"the fixed pool must be loaded at {size} px for images and masks, got "
+                          f"{fixed.images.shape[-1]} and {fixed.masks.shape[-1]}")
+    extra = load_images(extra_moving, size) if extra_moving else fixed.images[:0]
+    moving_all = standardize(torch.cat([fixed.images, extra]))
+    fixed_all = standardize(fixed.images)
+    fixed_masks = fixed.masks.float() if cfg.mask_weight > 0 else None
     # A fixed held-out check: the last 8 moving images, misaligned once, against the first fixed images.
     vgen = torch.Generator().manual_seed(cfg.seed + 99)
     nval = min(8, max(1, len(moving_all) // 10))

@@ -177,11 +177,9 @@ def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on:
 
 def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike) -> None:
     """Estimated vs true Dice scatter, one panel per structure."""
-    import matplotlib
+    from cxrkit.viz import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     structures = [*STRUCTURES, "all"]
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
     for ax, s in zip(axes, structures):
@@ -201,11 +199,7 @@ def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike) -> None:
     axes[0].set_ylabel(f"RCA estimate ({column})")
     axes[0].legend(loc="upper left")
     fig.tight_layout()
-    from cxrkit.io.atomic import atomic_open
-
-    with atomic_open(Path(path), "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_validation(jsrt: str | os.PathLike, estimators: Mapping[str, object], models: Mapping[str, object],

@@ -30,15 +30,32 @@ class LandmarkAugment:
     noise_std: float = 0.1
 
 
+def random_similarity(n: int, gen: torch.Generator, rotate: float, scale: float, translate: float):
+    """Draw ``n`` similarity transforms: angles (radians, uniform in +-rotate), scale factors (uniform in
+    1 +- scale) and translations (uniform in +-translate, ``[-1, 1]`` units), in that order from ``gen``."""
+    u = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
+    return u(n) * rotate, 1 + u(n) * scale, u(n, 2) * translate
+
+
+def similarity_theta(angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                     zoom: bool = False) -> torch.Tensor:
+    """(N, 2, 3) ``affine_grid`` matrices ``[s R(angle) | shift]`` (output pixel -> input location) with
+    ``s = scale``, or ``s = 1 / scale`` with ``zoom`` (the image then appears ``scale`` times larger)."""
+    if zoom:
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    else:
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+
+
 def augment(x: torch.Tensor, points: torch.Tensor, gen: torch.Generator,
             cfg: LandmarkAugment = LandmarkAugment(), masks: torch.Tensor | None = None):
     """Apply one random similarity transform per image to the image, its landmarks and (optionally) its
     masks (N, K, S, S), nearest-neighbour. Returns (image, landmarks) or (image, landmarks, masks)."""
     n = x.shape[0]
     u = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
-    ang, sc, t = u(n) * cfg.rotate, 1 + u(n) * cfg.scale, u(n, 2) * cfg.translate
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    ang, sc, t = random_similarity(n, gen, cfg.rotate, cfg.scale, cfg.translate)
+    theta = similarity_theta(ang, sc, t, zoom=True)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     xa = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     # Output pixel p samples input theta @ [p, 1]; a landmark q of the input moves to A^-1 (q - t).

@@ -9,7 +9,6 @@ and low contrast. Also the cardiothoracic ratio error (predicted vs expert masks
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
@@ -18,7 +17,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxrkit.io.atomic import write_bytes, write_text
+from cxrkit.io.atomic import write_text
+from cxrkit.viz import pyplot, save_figure, save_png
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,7 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(per_image: pd.DataFrame, out: str | os.PathLike) -> pd.DataFrame:
     """Write per_image.csv, summary.csv and a Dice boxplot; returns the summary."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(per_image)
@@ -118,10 +114,7 @@ def write_report(per_image: pd.DataFrame, out: str | os.PathLike) -> pd.DataFram
         ax.set_title(s)
         ax.tick_params(axis="x", rotation=45)
     axes[0].set_ylabel("Dice at 1024 px")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes(out / "dice_boxplot.png", buf.getvalue())
+    save_figure(fig, out / "dice_boxplot.png", dpi=100)
     return summary
 
 
@@ -161,8 +154,7 @@ def worst_case_overlays(model, jsrt: str | os.PathLike, per_image: pd.DataFrame,
         text = f"{kind} {image_id}: RL {d['right_lung']:.3f} LL {d['left_lung']:.3f} H {d['heart']:.3f}"
         cv2.putText(canvas, text, (20, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 255, 255), 3)
         path = out / f"worst_{kind}_{image_id}.png"
-        ok, buf = cv2.imencode(".png", cv2.resize(canvas, (512, 512), interpolation=cv2.INTER_AREA))
-        write_bytes(path, buf.tobytes())
+        save_png(path, cv2.resize(canvas, (512, 512), interpolation=cv2.INTER_AREA))
         paths.append(path)
     return paths
 

@@ -55,27 +55,40 @@ def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.n
     return organ_masks(pts, *image.shape), pts
 
 
-def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
-                     qc=None) -> dict[str, str]:
-    """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
-    :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
-    from cxrkit.io.landmarks import format_landmarks, organ_masks
-    from cxrkit.io.rle import encode
+def snap_landmarks(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Landmarks rounded to integer pixels inside the image (as CheXmask stores them) and the three masks
+    filled from them (bool, ``height x width``)."""
+    from cxrkit.io.landmarks import organ_masks
 
     pts = np.round(points).astype(np.int64)
     pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
     pts[:, 1] = np.clip(pts[:, 1], 0, height - 1)
-    masks = organ_masks(pts.astype(np.float64), height, width)
-    dice_mean = dice_max = ""
-    if qc is not None:
-        if image is None:
-            raise CxrkitError("segmentation_row: qc needs the image")
-        est = qc.estimate(image, masks)
-        dice_mean, dice_max = f"{est.mean:.6f}", f"{est.max:.6f}"
-    return {"ImageID": image_id, "Dice RCA (Mean)": dice_mean, "Dice RCA (Max)": dice_max,
-            "Landmarks": format_landmarks(pts),
+    return pts, organ_masks(pts.astype(np.float64), height, width)
+
+
+def chexmask_row(image_id: str, points: np.ndarray, masks: dict[str, np.ndarray], height: int, width: int,
+                 estimate=None) -> dict[str, str]:
+    """One CheXmask-format row from :func:`snap_landmarks`' output (and an optional
+    :class:`cxrkit.qc.rca.RcaEstimate` for the Dice RCA columns)."""
+    from cxrkit.io.landmarks import format_landmarks
+    from cxrkit.io.rle import encode
+
+    return {"ImageID": image_id,
+            "Dice RCA (Mean)": "" if estimate is None else f"{estimate.mean:.6f}",
+            "Dice RCA (Max)": "" if estimate is None else f"{estimate.max:.6f}",
+            "Landmarks": format_landmarks(points),
             "Left Lung": encode(masks["left_lung"]), "Right Lung": encode(masks["right_lung"]),
             "Heart": encode(masks["heart"]), "Height": str(height), "Width": str(width)}
+
+
+def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
+                     qc=None) -> dict[str, str]:
+    """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
+    :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
+    if qc is not None and image is None:
+        raise CxrkitError("segmentation_row: qc needs the image")
+    pts, masks = snap_landmarks(points, height, width)
+    return chexmask_row(image_id, pts, masks, height, width, None if qc is None else qc.estimate(image, masks))
 
 
 def _done_ids(path: Path) -> set[str]:

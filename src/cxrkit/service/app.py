@@ -26,27 +26,6 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 
 
-def _header_pixels(head: bytes, kind: str) -> int | None:
-    """Pixel count from a PNG/JPEG header without decoding (None when it cannot be read cheaply)."""
-    import struct
-
-    if kind == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", head[16:24])
-        return w * h
-    if kind == "jpeg":
-        i = 2
-        while i + 9 < len(head):
-            if head[i] != 0xFF:
-                return None
-            marker = head[i + 1]
-            size = struct.unpack(">H", head[i + 2:i + 4])[0]
-            if marker in (0xC0, 0xC1, 0xC2):
-                h, w = struct.unpack(">HH", head[i + 5:i + 9])
-                return w * h
-            i += 2 + size
-    return None
-
-
 def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = 1, max_queue: int = 8):
     """Build the app; ``analyzer_factory`` (default: :class:`Analyzer` with the shipped models and RCA when a
@@ -62,18 +41,17 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
 
     from cxrkit.errors import CxrkitError
 
+    if max_concurrent < 1 or max_queue < 0 or max_upload_bytes < 1 or max_pixels < 1:
+        raise CxrkitError(f"serve limits must be positive (max_concurrent {max_concurrent}, max_queue {max_queue} "
+                          f">= 0, max_upload_bytes {max_upload_bytes}, max_pixels {max_pixels})")
     state: dict = {"analyzer": None, "waiting": 0}
     slots = asyncio.Semaphore(max_concurrent)
 
     def default_factory():
         from cxrkit.analysis.analyze import Analyzer
-        from cxrkit.qc.rca import RcaEstimator
-        from cxrkit.qc.reference import default_reference_root, load_reference
+        from cxrkit.qc.rca import optional_estimator
 
-        try:
-            qc, note = RcaEstimator(load_reference(default_reference_root())), ""
-        except CxrkitError as exc:
-            qc, note = None, f"quality control not run: {exc}"
+        qc, note = optional_estimator()
         return Analyzer(qc=qc, qc_note=note)
 
     @asynccontextmanager
@@ -103,7 +81,7 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
 
     @app.post("/v1/analyze")
     async def analyze(file: UploadFile = File(...)):
-        from cxrkit.io.images import sniff_kind
+        from cxrkit.io.images import header_size, sniff_kind
 
         a = state["analyzer"]
         if a is None:
@@ -116,7 +94,8 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         kind = sniff_kind(data[:512])
         if kind is None:
             raise HTTPException(415, "not a PNG, JPEG or DICOM file (content checked, not the file name)")
-        pixels = _header_pixels(data[:65536], kind)
+        size = header_size(data[:65536])
+        pixels = None if size is None else size[0] * size[1]
         if pixels is not None and pixels > max_pixels:
             raise HTTPException(413, f"image has {pixels} pixels; the limit is {max_pixels}")
         name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
@@ -131,6 +110,8 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
             raise HTTPException(400, str(exc)) from None
 
     def _run(a, data: bytes, kind: str, name: str, limit: int) -> dict:
+        from cxrkit.io.images import read_image
+
         suffix = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[kind]
         with tempfile.TemporaryDirectory(prefix="cxrkit-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
@@ -160,12 +141,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
 
 class _BadImage(Exception):
     pass
-
-
-def read_image(path):  # indirection so tests can count reads
-    from cxrkit.io.images import read_image as _read
-
-    return _read(path)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **kwargs) -> None:

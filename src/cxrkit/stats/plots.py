@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 import pandas as pd
 
 from cxrkit.findings import FINDINGS
-from cxrkit.io.atomic import write_bytes
+from cxrkit.viz import pyplot, save_figure
 
 
 def _figure(*args, **kwargs):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     return plt, plt.figure(*args, **kwargs)
 
 
 def _save(plt, fig, path: str | os.PathLike) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def plot_cooccurrence(matrix: np.ndarray, path: str | os.PathLike, title: str = "Co-occurrence") -> None:

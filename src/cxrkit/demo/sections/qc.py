@@ -14,21 +14,18 @@ def build(ctx: DemoContext) -> Section:
     import numpy as np
 
     from cxrkit.data.chexmask import render_overlay
-    from cxrkit.errors import CxrkitError
     from cxrkit.io.images import load_gray8
     from cxrkit.io.landmarks import organ_masks
     from cxrkit.models import create_model
-    from cxrkit.qc.rca import RcaEstimator
-    from cxrkit.qc.reference import default_reference_root, load_reference
+    from cxrkit.qc.rca import optional_estimator
     from cxrkit.segmentation.infer import predict_landmarks
     from cxrkit.viz import save_png
 
     title = "Quality control: Reverse Classification Accuracy (RCA)"
-    try:
-        reference = load_reference(default_reference_root())
-    except CxrkitError as exc:
-        return Section(title=title, html=f"<p>Skipped: {html.escape(str(exc))}</p>")
-    estimator = RcaEstimator(reference, "learned")
+    estimator, note = optional_estimator()
+    if estimator is None:
+        return Section(title=title, html=f"<p>Skipped: {html.escape(note)}</p>")
+    reference = estimator.reference
     model = create_model("hybridgnet", pretrained=True)
     out = ctx.out / "qc"
     out.mkdir(parents=True, exist_ok=True)

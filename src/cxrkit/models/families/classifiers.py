@@ -44,6 +44,8 @@ class Classifier(CxrModule):
         self.lse_r = float(card.arch_kwargs.get("lse_r", 10.0))
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+        if not self.lse_r > 0:
+            raise ValueError(f"lse_r must be positive (LSE pooling sharpness), got {self.lse_r!r}")
 
     @property
     def target_layer(self) -> nn.Module:
