@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -36,10 +35,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
-HEADER = ["Image Index", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart", "Height", "Width"]
-SOURCES = ["CANDID-PTX.csv", "CheXpert.csv", "ChestX-Ray8.csv", "MIMIC-CXR-JPG.csv", "Padchest.csv", "VinDr-CXR.csv"]
-ID_NAMES = ("Image Index", "Path", "dicom_id", "image_id", "ImageID")
+from _chexmask_csv import build  # noqa: E402
+
 ORGAN_COLUMNS = ("Right Lung", "Left Lung", "Heart")
 
 
@@ -54,31 +53,6 @@ def vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(data: Path, out: Path, size_bytes: int, slice_path: Path, slice_bytes: int) -> tuple[int, int]:
-    """Write the big CSV and its slice; returns (rows, slice rows)."""
-    csv.field_size_limit(2**31 - 1)
-    rows = []
-    for name in SOURCES:
-        with open(data / name, newline="") as fh:
-            for r in csv.DictReader(fh):
-                rid = next(r[k] for k in ID_NAMES if k in r)
-                rows.append([rid] + [r[h] for h in HEADER[1:]])
-    n = n_slice = 0
-    copy = 0
-    with open(out, "w", newline="") as fh, open(slice_path, "w", newline="") as fs:
-        w, ws = csv.writer(fh, lineterminator="\n"), csv.writer(fs, lineterminator="\n")
-        w.writerow(HEADER)
-        ws.writerow(HEADER)
-        while fh.tell() < size_bytes:
-            for r in rows:
-                line = [f"{r[0]}#{copy}"] + r[1:]
-                w.writerow(line)
-                n += 1
-                if fs.tell() < slice_bytes:
-                    ws.writerow(line)
-                    n_slice += 1
-            copy += 1
-    return n, n_slice
 
 
 # --- workers (run in a child process each) ------------------------------------------------------
@@ -158,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         big, small = tmp / "chexmask_big.csv", tmp / "chexmask_slice.csv"
         t0 = time.perf_counter()
-        n, n_slice = build(args.data, big, int(args.size_gb * 1e9), small, int(args.slice_mb * 1e6))
+        n, n_slice = build(args.data, big, int(args.size_gb * 1e9), small, int(args.slice_mb * 1e6),
+                           make_id=lambda rid, k: f"{rid}#{k}")
         big_mb, small_mb = big.stat().st_size / 1e6, small.stat().st_size / 1e6
         print(f"built {big} : {big_mb:,.0f} MB, {n:,} rows; slice {small_mb:,.0f} MB, {n_slice:,} rows "
               f"({time.perf_counter() - t0:.1f} s)")

@@ -1,5 +1,6 @@
-"""`cxrkit analyze`: the documented JSON (schema 1.0) and a self-contained HTML report per image; DICOM
-spacing gives mm; a bad file fails alone; QC is filled when a reference set exists."""
+"""`cxrkit analyze`: the documented JSON (schema 1.1; optional heatmaps) and a self-contained HTML report per
+image plus a browse-mode preview; DICOM spacing gives mm; a bad file fails alone; QC is filled when a
+reference set exists."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _run(tmp_path, *extra):
 def _check_common(doc, width, height):
     from cxrkit.io.rle import decode
 
-    assert doc["schema_version"] == "1.0" and (doc["width"], doc["height"]) == (width, height)
+    assert doc["schema_version"] == "1.1" and (doc["width"], doc["height"]) == (width, height)
     assert set(doc["probabilities"]) == set(doc["classifier"]["labels"])
     assert all({"finding", "x", "y", "w", "h", "score"} <= set(b) for b in doc["boxes"])
     pts = np.array(doc["segmentation"]["landmarks"])
@@ -44,12 +45,18 @@ def _check_common(doc, width, height):
 
 
 def test_analyze_json_html_dicom_and_errors(tmp_path, capsys):
-    assert _run(tmp_path, "--no-qc") == 1  # broken.png fails, the others are written
+    assert _run(tmp_path, "--no-qc", "--heatmaps") == 1  # broken.png fails, the others are written
     out = tmp_path / "out"
     assert "1 failed" in capsys.readouterr().out and not (out / "broken.json").exists()
+    assert not (out / "broken.preview.png").exists()
     doc = json.loads((out / "a.json").read_text())
     _check_common(doc, 1024, 1024)
     assert doc["qc"] is None and "--no-qc" in doc["qc_note"] and doc["pixel_spacing_mm"] is None
+    hm = doc["heatmaps"]
+    assert set(hm["maps"]) == set(doc["classifier"]["labels"]) and (hm["width"], hm["height"]) == (128, 128)
+    prev = cv2.imread(str(out / "a.preview.png"), cv2.IMREAD_UNCHANGED)
+    assert prev.shape == (1024, 1024) and prev.dtype == np.uint8
+    assert cv2.imread(str(out / "c.preview.png"), cv2.IMREAD_UNCHANGED).shape == (512, 512)  # 16-bit DICOM -> 8-bit
     page = (out / "a.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "CTR 0." in page and "a.png" in page
     dcm = json.loads((out / "c.json").read_text())
@@ -68,3 +75,33 @@ def test_analyze_fills_qc_with_a_reference_set(tmp_path, shared, monkeypatch):
     q = doc["qc"]
     assert 0.7 < q["dice_rca_mean"] <= q["dice_rca_max"] <= 1 and 0 < q["dice_rca_calibrated"] <= 1
     assert set(q["per_structure"]) == {"right_lung", "left_lung", "heart"}
+
+
+def test_heatmap_encoding_round_trip_and_options(tmp_path):
+    from cxrkit.analysis.analyze import decode_heatmap, encode_heatmaps, preview_png
+    from cxrkit.errors import CxrkitError
+
+    yy, xx = np.mgrid[0:300, 0:200]
+    blob = np.exp(-((yy - 100.0) ** 2 + (xx - 150.0) ** 2) / (2 * 20.0 ** 2)).astype(np.float32) * 3.0
+    hm = encode_heatmaps(np.stack([blob, np.zeros_like(blob)]), ["A", "B"])
+    assert (hm["width"], hm["height"]) == (85, 128)  # longer side 128, aspect kept
+    a = decode_heatmap(hm["maps"]["A"])
+    assert a.shape == (128, 85) and a.max() == pytest.approx(hm["maps"]["A"]["max"], rel=0.01)
+    assert 2.8 < hm["maps"]["A"]["max"] <= 3.0
+    y, x = np.unravel_index(np.argmax(a), a.shape)
+    assert abs(y * 300 / 128 - 100) < 6 and abs(x * 200 / 85 - 150) < 6  # the peak stays where it was
+    assert hm["maps"]["B"]["max"] == 0 and not decode_heatmap(hm["maps"]["B"]).any()
+    with pytest.raises(CxrkitError, match="3 labels"):
+        encode_heatmaps(np.stack([blob, blob]), ["A", "B", "C"])
+    with pytest.raises(CxrkitError, match="not a PNG data URI"):
+        decode_heatmap({"png": "http://example.com/x.png", "max": 1})
+    small = cv2.imdecode(np.frombuffer(preview_png(np.zeros((2000, 500), np.uint16)), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert small.shape == (1024, 256) and small.dtype == np.uint8
+
+
+def test_analyze_without_preview_or_heatmaps(tmp_path):
+    out = tmp_path / "out"
+    assert main(["analyze", str(SAMPLE / "00009745_000.png"), "--out", str(out), "--no-qc", "--quiet",
+                 "--no-preview"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00009745_000.html", "00009745_000.json"]
+    assert "heatmaps" not in json.loads((out / "00009745_000.json").read_text())

@@ -50,3 +50,18 @@ def test_score_rows_recomputes_auroc_and_iobb_from_the_csv_fields():
     assert m["per_finding"]["Mass"]["auroc"] == pytest.approx(0.75)  # 3 of 4 pairs ordered right
     assert m["per_finding"]["Mass"]["acc_iobb@0.5"] == pytest.approx(0.5)  # i0 inside the box, i1 away
     assert m["overall"]["targets"]["acc_iobb@0.5>=0.8"] is False
+
+
+def test_parse_lse_r_accepts_one_number_or_per_finding_pairs():
+    from cxrkit.classification.lesion_bench import DEFAULT_LSE_R, lse_architecture, parse_lse_r
+    from cxrkit.errors import CxrkitError
+
+    assert parse_lse_r("4") == 4.0
+    per = parse_lse_r("Effusion=4, Mass=6")
+    assert per == (("Effusion", 4.0), ("Mass", 6.0))
+    assert lse_architecture(per) == (("lse_r", (4.0, 6.0, DEFAULT_LSE_R)),)  # LESION_FINDINGS order
+    assert lse_architecture(None) == ()
+    for bad, msg in (("0", "positive"), ("x", "neither"), ("Hernia=3", "not one of"), ("Mass=-1", "positive"),
+                     ("Mass=a", "number")):
+        with pytest.raises(CxrkitError, match=msg):
+            parse_lse_r(bad)

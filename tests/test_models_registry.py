@@ -84,3 +84,22 @@ def test_card_json_roundtrip():
     assert ModelCard.from_dict(card.to_dict()) == card
     with pytest.raises(CxrkitError, match="thresholds for 14 labels"):
         card.replace(thresholds=(0.5,))
+
+
+def test_per_label_lse_sharpness_pools_each_class_with_its_own_r():
+    import torch
+
+    labels = ("Effusion", "Mass", "Nodule")
+    torch.manual_seed(0)
+    mixed = create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": [4, 10, 2]})
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        got = mixed(x)
+        for k, r in enumerate((4.0, 10.0, 2.0)):
+            single = create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": r})
+            single.load_state_dict(mixed.state_dict())
+            assert torch.allclose(got[:, k], single(x)[:, k], atol=1e-5), (k, r)
+    with pytest.raises(ValueError, match="3 labels"):
+        create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": [4, 10]})
+    with pytest.raises(ValueError, match="positive"):
+        create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": [4, 0, 1]})

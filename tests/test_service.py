@@ -1,5 +1,6 @@
-"""`cxrkit serve`: health, model cards, analyze JSON as `cxrkit analyze`, the viewer page, and bounded,
-clear 4xx/503 answers to bad uploads with the server staying healthy."""
+"""`cxrkit serve`: health, model cards, analyze JSON as `cxrkit analyze` (with optional heatmaps), the viewer
+page, browse mode over a `cxrkit analyze` folder (no path traversal), and bounded, clear 4xx/503 answers to
+bad uploads with the server staying healthy."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrkit.service.app import create_app  # noqa: E402
 
-SAMPLE = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images")) / "00009745_000.png"
+SAMPLES = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images"))
+SAMPLE = SAMPLES / "00009745_000.png"
 
 
 def _analyzer():
@@ -28,8 +30,28 @@ def _analyzer():
 
 
 @pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(_analyzer, max_upload_bytes=3_000_000, max_pixels=5_000_000)) as c:
+def results(tmp_path_factory):
+    """A folder written by `cxrkit analyze --heatmaps` (two sample images), plus files browse mode must skip."""
+    from cxrkit.cli.main import main
+
+    out = tmp_path_factory.mktemp("results")
+    second = min(p for p in SAMPLES.glob("*.png") if p != SAMPLE)
+    assert main(["analyze", str(SAMPLE), str(second), "--out", str(out), "--no-qc", "--quiet", "--heatmaps"]) == 0
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
+    (out / "link.json").symlink_to(outside / "secret.json")
+    (out / "other.json").write_text(json.dumps({"not": "an analysis"}))
+    (out / "broken.json").write_text("{ not json")
+    (out / ".hidden.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
+    (out / "sub").mkdir()
+    (out / "sub" / "nested.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
+    (out / "nopreview.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(results):
+    with TestClient(create_app(_analyzer, max_upload_bytes=3_000_000, max_pixels=5_000_000, results_dir=results)) as c:
         yield c
 
 
@@ -48,18 +70,82 @@ def test_health_models_viewer(client):
     assert client.get("/openapi.json").status_code == 200
 
 
-def test_analyze_returns_the_analyze_json(client, tmp_path):
+def test_analyze_returns_the_analyze_json(client, results):
     r = client.post("/v1/analyze", files={"file": ("../../etc/x ray.png", SAMPLE.read_bytes(), "image/png")})
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert doc["schema_version"] == "1.0" and doc["image"] == "x ray.png"  # only the last path component
+    assert doc["schema_version"] == "1.1" and doc["image"] == "x ray.png"  # only the last path component
     assert (doc["width"], doc["height"]) == (1024, 1024) and len(doc["segmentation"]["landmarks"]) == 120
-    from cxrkit.cli.main import main
-
-    assert main(["analyze", str(SAMPLE), "--out", str(tmp_path), "--no-qc", "--quiet"]) == 0
-    cli = json.loads((tmp_path / "00009745_000.json").read_text())
+    assert "heatmaps" not in doc  # opt-in
+    cli = json.loads((results / f"{SAMPLE.stem}.json").read_text())
     for k in ("probabilities", "boxes", "segmentation", "measurements"):
         assert doc[k] == cli[k], k
+    r = client.post("/v1/analyze?heatmaps=true", files={"file": ("x.png", SAMPLE.read_bytes(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["heatmaps"] == cli["heatmaps"]
+
+
+def test_heatmaps_are_compact_low_res_pngs(client, results):
+    from cxrkit.analysis.analyze import decode_heatmap
+
+    doc = json.loads((results / f"{SAMPLE.stem}.json").read_text())
+    hm = doc["heatmaps"]
+    assert set(hm["maps"]) == set(doc["classifier"]["labels"]) and (hm["width"], hm["height"]) == (128, 128)
+    assert len(json.dumps(hm)) < 40_000 * len(hm["maps"])
+    for entry in hm["maps"].values():
+        assert entry["png"].startswith("data:image/png;base64,") and entry["max"] >= 0
+        heat = decode_heatmap(entry)
+        assert heat.shape == (128, 128) and heat.max() == pytest.approx(entry["max"], rel=0.01, abs=1e-6)
+    assert client.post("/v1/analyze?heatmaps=maybe", files={"file": ("x.png", b"x", "image/png")}).status_code == 422
+
+
+def test_browse_lists_serves_json_and_preview(client, results):
+    import cv2
+
+    r = client.get("/v1/results")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    stems = [it["stem"] for it in body["results"]]
+    assert SAMPLE.stem in stems and "nopreview" in stems and body["count"] == len(stems) == 3
+    assert not {"link", "other", "broken", ".hidden", "nested", "sub"} & set(stems)
+    it = body["results"][stems.index(SAMPLE.stem)]
+    assert it["image"] == SAMPLE.name and it["has_image"] and it["heatmaps"] and len(it["top_findings"]) == 3
+    assert 0.3 < it["ctr"] < 0.8 and it["qc"] is None
+    probs = [t["probability"] for t in it["top_findings"]]
+    assert probs == sorted(probs, reverse=True)
+    doc = client.get(f"/v1/results/{SAMPLE.stem}")
+    assert doc.status_code == 200 and doc.json() == json.loads((results / f"{SAMPLE.stem}.json").read_text())
+    img = client.get(f"/v1/results/{SAMPLE.stem}/image")
+    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+    px = cv2.imdecode(np.frombuffer(img.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert px.dtype == np.uint8 and px.ndim == 2 and max(px.shape) <= 1024
+    r = client.get("/v1/results/nopreview/image")
+    assert r.status_code == 404 and "no preview image" in r.json()["detail"]
+    assert client.get("/v1/results?limit=1").json()["results"] == body["results"][:1]
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/results/..%2F..%2Fetc%2Fpasswd", "/v1/results/..%2Foutside%2Fsecret", "/v1/results/%2E%2E",
+    "/v1/results/..%2F..%2Fetc%2Fpasswd/image", "/v1/results/%2Fetc%2Fpasswd", "/v1/results/..%5C..%5Cx",
+    "/v1/results/link", "/v1/results/other", "/v1/results/broken", "/v1/results/.hidden", "/v1/results/sub%2Fnested",
+    "/v1/results/00009745_000.preview", "/v1/results/00009745_000.json", "/v1/results/link/image",
+    "/v1/results/nosuch", "/v1/results/nosuch/image",
+])
+def test_browse_rejects_anything_not_listed(client, path):
+    r = client.get(path)
+    assert r.status_code == 404, (path, r.status_code, r.text[:200])
+    assert "detail" in r.json() and "root:" not in r.text
+
+
+def test_browse_mode_off_says_how_to_turn_it_on(tmp_path):
+    with TestClient(create_app(lambda: object())) as c:
+        r = c.get("/v1/results")
+        assert r.status_code == 404 and "--results DIR" in r.json()["detail"]
+        assert c.get("/v1/results/x/image").status_code == 404
+    from cxrkit.errors import CxrkitError
+
+    with pytest.raises(CxrkitError, match="nope"):
+        create_app(lambda: object(), results_dir=tmp_path / "nope")
 
 
 @pytest.mark.parametrize("name,payload,status,words", [
@@ -77,6 +163,7 @@ def test_bad_uploads_get_clear_4xx_and_server_stays_healthy(client, name, payloa
         payload = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
     r = client.post("/v1/analyze", files={"file": (name, payload, "image/png")})
     assert r.status_code == status and words in r.json()["detail"], r.text
+    assert "cxrkit-upload" not in r.text and "/tmp" not in r.text  # no server paths in the answer
     assert client.get("/healthz").status_code == 200
 
 
@@ -85,7 +172,7 @@ def test_dicom_without_pixels_is_a_4xx(client, tmp_path):
 
     _dicom(tmp_path / "x.dcm", np.zeros((64, 64)), with_pixels=False)
     r = client.post("/v1/analyze", files={"file": ("x.dcm", (tmp_path / "x.dcm").read_bytes(), "application/dicom")})
-    assert 400 <= r.status_code < 500 and r.json()["detail"]
+    assert 400 <= r.status_code < 500 and "no pixel data" in r.json()["detail"] and "cxrkit-upload" not in r.text
     assert client.get("/healthz").status_code == 200
 
 
@@ -132,3 +219,5 @@ def test_serve_cli_passes_its_limits_and_rejects_bad_ones(monkeypatch, capsys):
     assert seen["port"] == 8123 and seen["host"] == "127.0.0.1" and seen["app"].title == "cxrkit"
     assert main(["serve", "--max-concurrent", "0"]) == 2
     assert "serve limits must be positive" in capsys.readouterr().err
+    assert main(["serve", "--results", "/nonexistent/results"]) == 2
+    assert "'/nonexistent/results' does not exist" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """One-image analysis (``cxrkit analyze``): every model on one radiograph, one JSON and one HTML report.
 
-JSON schema (``schema_version`` "1.0"; coordinates in pixels of the original image, x right, y down,
+JSON schema (``schema_version`` "1.1"; coordinates in pixels of the original image, x right, y down,
 0-based; boxes as top-left ``x, y`` plus ``w, h``)::
 
-    {"schema_version": "1.0", "image": "<file name>", "width": W, "height": H,
+    {"schema_version": "1.1", "image": "<file name>", "width": W, "height": H,
      "pixel_spacing_mm": [row_mm, col_mm] | null,
      "classifier": {"name", "description", "labels"},
      "probabilities": {finding: p}, "boxes": [{"finding", "x", "y", "w", "h", "score"}],   # as `cxrkit predict`
@@ -11,9 +11,21 @@ JSON schema (``schema_version`` "1.0"; coordinates in pixels of the original ima
                       heart 94-119), "masks": {"right_lung", "left_lung", "heart": CheXmask RLE}},
      "qc": {"dice_rca_mean", "dice_rca_max", "dice_rca_calibrated", "per_structure": {...}} | null,
      "qc_note": "<why qc is null>" (only when it is),
-     "measurements": {"ctr", "heart_width_px", "thorax_width_px", "area_*_px", and *_mm / *_mm2 with spacing}}
+     "measurements": {"ctr", "heart_width_px", "thorax_width_px", "area_*_px", and *_mm / *_mm2 with spacing},
+     "heatmaps": {"method": "cam", "width": w, "height": h,                  # only when asked for (1.1)
+                  "maps": {finding: {"max": m, "png": "data:image/png;base64,..."}}}}
 
-The HTML report is self-contained (overlays embedded as PNG data URIs).
+``heatmaps`` (added in 1.1, optional; ``cxrkit analyze --heatmaps``, ``POST /v1/analyze?heatmaps=true``):
+each finding's class activation map at reduced resolution, an 8-bit grayscale PNG of ``w`` x ``h`` pixels
+(the longer side :data:`HEATMAP_SIDE`, the aspect ratio of the image) that covers the whole original image:
+stretch it to ``W`` x ``H`` to overlay it. A pixel value ``v`` stands for the heat ``v / 255 * max`` (in the
+model's arbitrary CAM units; ``max`` is 0 for an all-zero map). Readers of 1.0 documents ignore it; every
+1.0 field keeps its meaning, so consumers should accept any ``1.x``.
+
+The HTML report is self-contained (overlays embedded as PNG data URIs). :func:`analyze_files` can also
+write ``<stem>.preview.png``, a downscaled 8-bit copy of the image (longer side at most
+:data:`PREVIEW_SIDE`), which the service's browse mode (``cxrkit serve --results DIR``) shows under the
+overlays without reading the original image's path.
 """
 
 from __future__ import annotations
@@ -34,7 +46,10 @@ from cxrkit.errors import CxrkitError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+HEATMAP_SIDE = 128
+PREVIEW_SIDE = 1024
+PREVIEW_SUFFIX = ".preview.png"
 
 
 class Analyzer:
@@ -55,8 +70,13 @@ class Analyzer:
         self.qc = qc
         self.qc_note = qc_note or ("" if qc is not None else "quality control not run")
 
-    def analyze(self, pixels: np.ndarray, name: str, spacing: tuple[float, float] | None = None) -> tuple[dict, dict]:
-        """(analysis JSON, overlays {"segmentation", "heatmap"} as BGR arrays) of one image (H, W)."""
+    def analyze(self, pixels: np.ndarray, name: str, spacing: tuple[float, float] | None = None, *,
+                heatmaps: bool = False) -> tuple[dict, dict]:
+        """(analysis JSON, overlays {"segmentation", "heatmap"} as BGR arrays) of one image (H, W).
+
+        ``heatmaps``: also put each finding's heatmap into the JSON (the optional ``heatmaps`` object of
+        schema 1.1, see the module docstring).
+        """
         from cxrkit.anatomy.measure import measure_masks
         from cxrkit.classification.predict import overlay, predict_images
         from cxrkit.data.chexmask import render_overlay
@@ -94,10 +114,75 @@ class Analyzer:
                                            for s in est.per_structure_mean}}
         else:
             doc["qc_note"] = self.qc_note
+        if heatmaps:
+            doc["heatmaps"] = encode_heatmaps(pred.heatmaps, list(self.classifier.card.labels))
         gray8 = to_uint8(pixels)
         overlays = {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
                     "heatmap": overlay(gray8, pred)}
         return doc, overlays
+
+
+def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = HEATMAP_SIDE) -> dict:
+    """The JSON ``heatmaps`` object of float heatmaps ``maps`` (K, H, W) at original resolution, one per label.
+
+    Each map is shrunk (area averaging) so that its longer side is at most ``side``, scaled to 0..255 by its
+    own maximum and stored as a grayscale PNG data URI along with that maximum.
+    """
+    import cv2
+
+    if maps is None:
+        raise CxrkitError("the classifier returned no heatmaps to encode (predict with keep_heatmaps=True)")
+    if maps.ndim != 3 or maps.shape[0] != len(labels):
+        raise CxrkitError(f"heatmaps of shape {maps.shape} do not match {len(labels)} labels {list(labels)}")
+    if side < 1:
+        raise CxrkitError(f"heatmap side must be positive, got {side}")
+    h, w = maps.shape[1:]
+    s = min(1.0, side / max(h, w))
+    gw, gh = max(1, round(w * s)), max(1, round(h * s))
+    out = {}
+    for finding, m in zip(labels, maps):
+        m = np.nan_to_num(np.asarray(m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+        if (gh, gw) != m.shape:
+            m = cv2.resize(m, (gw, gh), interpolation=cv2.INTER_AREA)
+        top = float(m.max())
+        q = np.zeros((gh, gw), np.uint8) if top <= 0 else np.clip(m * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".png", q)
+        if not ok:
+            raise CxrkitError(f"could not encode the {finding!r} heatmap as PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+        out[finding] = {"max": round(top, 6), "png": uri}
+    return {"method": "cam", "width": gw, "height": gh, "maps": out}
+
+
+def decode_heatmap(entry: dict) -> np.ndarray:
+    """One ``heatmaps["maps"][finding]`` entry back to float32 heat values (h, w) in the model's units."""
+    import cv2
+
+    uri = entry.get("png", "") if isinstance(entry, dict) else ""
+    prefix = "data:image/png;base64,"
+    if not uri.startswith(prefix):
+        raise CxrkitError(f"heatmap entry is not a PNG data URI: {str(uri)[:40]!r}")
+    q = cv2.imdecode(np.frombuffer(base64.b64decode(uri[len(prefix):]), np.uint8), cv2.IMREAD_GRAYSCALE)
+    if q is None:
+        raise CxrkitError("heatmap PNG could not be decoded")
+    return q.astype(np.float32) * (float(entry.get("max", 0.0)) / 255.0)
+
+
+def preview_png(pixels: np.ndarray, side: int = PREVIEW_SIDE) -> bytes:
+    """A downscaled 8-bit grayscale PNG of ``pixels`` (longer side at most ``side``) for browse mode."""
+    import cv2
+
+    from cxrkit.io.images import to_uint8
+
+    g8 = to_uint8(pixels)
+    s = side / max(g8.shape[:2])
+    if s < 1:
+        size = (max(1, round(g8.shape[1] * s)), max(1, round(g8.shape[0] * s)))
+        g8 = cv2.resize(g8, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", g8)
+    if not ok:
+        raise CxrkitError(f"could not encode a {g8.shape[1]}x{g8.shape[0]} preview as PNG")
+    return buf.tobytes()
 
 
 def _png_data_uri(bgr: np.ndarray, max_side: int = 768) -> str:
@@ -145,11 +230,15 @@ table{{border-collapse:collapse;font-size:13px}} td{{padding:2px 6px;border-bott
 
 
 def analyze_files(analyzer: Analyzer, paths: Sequence[str | os.PathLike], out: str | os.PathLike,
-                  progress: bool = True) -> list[tuple[str, str]]:
-    """Write ``<stem>.json`` and ``<stem>.html`` per image into ``out``; returns the (path, error) failures."""
+                  progress: bool = True, *, heatmaps: bool = False, preview: bool = False) -> list[tuple[str, str]]:
+    """Write ``<stem>.json`` and ``<stem>.html`` per image into ``out``; returns the (path, error) failures.
+
+    ``heatmaps``: include the optional ``heatmaps`` object in each JSON. ``preview``: also write
+    ``<stem>.preview.png`` (see :func:`preview_png`), the image browse mode shows.
+    """
     from tqdm.auto import tqdm
 
-    from cxrkit.io.atomic import write_text
+    from cxrkit.io.atomic import write_bytes, write_text
     from cxrkit.io.images import read_image
 
     out = Path(out)
@@ -158,8 +247,13 @@ def analyze_files(analyzer: Analyzer, paths: Sequence[str | os.PathLike], out: s
     for path in tqdm(list(paths), desc="analyze", disable=not progress):
         try:
             xray = read_image(path)
-            doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing)
+            if heatmaps:
+                doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing, heatmaps=True)
+            else:  # analyzers written against the 1.0 API take no heatmaps keyword
+                doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing)
             stem = Path(path).stem
+            if preview:
+                write_bytes(out / f"{stem}{PREVIEW_SUFFIX}", preview_png(xray.pixels))
             write_text(out / f"{stem}.json", json.dumps(doc, indent=1) + "\n")
             write_text(out / f"{stem}.html", render_html(doc, overlays))
         except (CxrkitError, OSError, ValueError) as exc:

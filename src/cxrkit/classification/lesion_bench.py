@@ -71,7 +71,50 @@ class LesionBenchConfig:
     box_method: str = "auto"  # "auto": pick among BOX_CANDIDATES on the validation set; or one candidate name
     augment: bool = True
     max_images: int | None = None
-    lse_r: float | None = None  # LSE pooling sharpness override (None: the model card's, 10 for resnet_lite)
+    # LSE pooling sharpness override: None (the model card's, 10 for resnet_lite), one number for every finding,
+    # or ((finding, r), ...) per finding (findings not named keep DEFAULT_LSE_R); see parse_lse_r.
+    lse_r: float | tuple[tuple[str, float], ...] | None = None
+
+
+DEFAULT_LSE_R = 10.0
+
+
+def parse_lse_r(text: str) -> float | tuple[tuple[str, float], ...]:
+    """``"4"`` -> 4.0 for every finding; ``"Effusion=4,Mass=4"`` -> per-finding sharpness (others keep
+    :data:`DEFAULT_LSE_R`). Raises :class:`CxrkitError` naming the bad part and the valid findings."""
+    text = text.strip()
+    if "=" not in text:
+        try:
+            r = float(text)
+        except ValueError:
+            raise CxrkitError(f"--lse-r {text!r} is neither a number nor FINDING=R pairs") from None
+        if not r > 0:
+            raise CxrkitError(f"--lse-r must be a positive number (LSE pooling sharpness), got {text}")
+        return r
+    pairs = []
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in LESION_FINDINGS:
+            raise CxrkitError(f"--lse-r: {name!r} is not one of the benchmark findings {list(LESION_FINDINGS)}")
+        try:
+            r = float(value)
+        except ValueError:
+            raise CxrkitError(f"--lse-r: {part!r} does not end in a number") from None
+        if not r > 0:
+            raise CxrkitError(f"--lse-r: {part!r} must be positive")
+        pairs.append((name, r))
+    return tuple(pairs)
+
+
+def lse_architecture(lse_r: float | tuple[tuple[str, float], ...] | None) -> tuple[tuple[str, Any], ...]:
+    """The ``architecture`` entry for a :class:`LesionBenchConfig.lse_r` value (labels = LESION_FINDINGS)."""
+    if lse_r is None:
+        return ()
+    if isinstance(lse_r, (int, float)):
+        return (("lse_r", float(lse_r)),)
+    given = dict(lse_r)
+    return (("lse_r", tuple(float(given.get(f, DEFAULT_LSE_R)) for f in LESION_FINDINGS)),)
 
 
 def split_by_patient(names: list[str], test_fraction: float, val_fraction: float, seed: int) -> dict[str, list[str]]:
@@ -127,7 +170,7 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
                        batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=30, loss="bce", schedule="cosine",
                        augment=AugmentConfig(rotate_deg=5, scale=0.05, translate=0.03) if cfg.augment else None,
                        seed=cfg.seed, num_workers=cfg.num_workers,
-                       architecture=(("lse_r", float(cfg.lse_r)),) if cfg.lse_r is not None else ())
+                       architecture=lse_architecture(cfg.lse_r))
     t_train = time.perf_counter()
     summary = Trainer(tcfg, out / "train").fit(train_ds, val_ds, progress=progress)
     train_seconds = time.perf_counter() - t_train
@@ -136,10 +179,16 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
 
     if cfg.box_method == "auto":
         val_rows, _ = evaluate_on(out / "model.pt", val_ds, BOX_CANDIDATES, progress)
-        val_acc = {k: score_rows(r)["overall"]["acc_iobb@0.5"] for k, r in val_rows.items()}
+        val_scores = {k: score_rows(r) for k, r in val_rows.items()}
+        val_acc = {k: v["overall"]["acc_iobb@0.5"] for k, v in val_scores.items()}
         chosen = max(BOX_CANDIDATES, key=lambda k: (val_acc[k], k == "paper"))
+        val_per_finding = {f: {m: val_scores[chosen]["per_finding"][f][m] for m in ("auroc", "acc_iobb@0.5")}
+                           for f in LESION_FINDINGS}
     elif cfg.box_method in BOX_CANDIDATES:
         val_acc, chosen = {}, cfg.box_method
+        val_rows, _ = evaluate_on(out / "model.pt", val_ds, {chosen: BOX_CANDIDATES[chosen]}, progress)
+        val_per_finding = {f: {m: v[m] for m in ("auroc", "acc_iobb@0.5")}
+                           for f, v in score_rows(val_rows[chosen])["per_finding"].items()}
     else:
         raise CxrkitError(f"box method {cfg.box_method!r} is not 'auto' or one of {sorted(BOX_CANDIDATES)}")
     test_rows, examples = evaluate_on(out / "model.pt", test_ds, BOX_CANDIDATES, progress, example_config=chosen)
@@ -149,6 +198,7 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
     metrics.update({
         "box_method": {"chosen": chosen, "how": "best validation accuracy at T(IoBB)=0.5" if val_acc else "given",
                        "validation_acc_iobb@0.5": val_acc,
+                       "validation_per_finding": val_per_finding,
                        "test_acc_iobb@0.5_all_candidates": {k: score_rows(r)["overall"]["acc_iobb@0.5"]
                                                             for k, r in test_rows.items()}},
         "config": dataclasses.asdict(cfg),

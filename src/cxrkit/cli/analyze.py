@@ -9,7 +9,8 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="every model on each image: one JSON (documented schema) and one HTML report")
     p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files or folders (DICOM pixel spacing gives mm)")
-    p.add_argument("--out", required=True, help="output folder: <stem>.json and <stem>.html per image")
+    p.add_argument("--out", required=True, help="output folder: <stem>.json, <stem>.html and <stem>.preview.png "
+                                                 "per image (`cxrkit serve --results DIR` browses it)")
     p.add_argument("--model", help="classifier checkpoint (default: the shipped resnet_lite_lesions, a benchmark "
                                    "model for 3 synthetic findings; use one trained with `cxrkit train`)")
     p.add_argument("--segmentation-model", help="landmark checkpoint (default: the shipped hybridgnet)")
@@ -17,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     from cxrkit.cli.qc import add_rca_options
 
     add_rca_options(p)
+    p.add_argument("--heatmaps", action="store_true",
+                   help="put each finding's heatmap into the JSON (low-resolution 8-bit PNG; schema 1.1 `heatmaps`)")
+    p.add_argument("--no-preview", action="store_true",
+                   help="do not write <stem>.preview.png (the downscaled 8-bit image browse mode shows)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_analyze)
 
@@ -36,7 +41,8 @@ def _analyze(args: argparse.Namespace) -> int:
     analyzer = Analyzer(load_checkpoint(args.model) if args.model else None,
                         load_checkpoint(args.segmentation_model) if args.segmentation_model else None, qc, note)
     paths = expand_image_paths(args.images)
-    failures = analyze_files(analyzer, paths, args.out, progress=not args.quiet)
+    failures = analyze_files(analyzer, paths, args.out, progress=not args.quiet, heatmaps=args.heatmaps,
+                             preview=not args.no_preview)
     sys.stdout.write(f"{args.out}: {len(paths) - len(failures)} analyzed, {len(failures)} failed\n")
     for p, e in failures:
         sys.stdout.write(f"failed {p}: {e}\n")

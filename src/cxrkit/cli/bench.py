@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="heatmap -> box setting: 'auto' (best on the validation images) or one of paper, adaptive, "
                      "adaptive@0.7, adaptive@0.8, adaptive@0.9")
     les.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
-    les.add_argument("--lse-r", type=float, help="LSE pooling sharpness r (default: the model card's; lower is "
-                     "closer to average pooling, higher to max pooling)")
+    les.add_argument("--lse-r", metavar="R|FINDING=R,...",
+                     help="LSE pooling sharpness r (default: the model card's; lower is closer to average pooling, "
+                     "higher to max pooling): one number, or per finding e.g. 'Effusion=4,Mass=4' (others keep 10)")
     les.add_argument("--quiet", action="store_true")
     les.set_defaults(func=_lesions)
 
@@ -55,13 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _lesions(args: argparse.Namespace) -> int:
-    from cxrkit.classification.lesion_bench import LesionBenchConfig, run_lesion_benchmark
+    from cxrkit.classification.lesion_bench import LesionBenchConfig, parse_lse_r, run_lesion_benchmark
     from cxrkit.data.shared import find_shared
 
-    from cxrkit.errors import CxrkitError
-
-    if args.lse_r is not None and not args.lse_r > 0:
-        raise CxrkitError(f"--lse-r must be a positive number (LSE pooling sharpness), got {args.lse_r}")
+    lse_r = parse_lse_r(args.lse_r) if args.lse_r is not None else None
     images = args.images or find_shared("nih/images", "pass --images FOLDER of NIH PNGs")
     metadata = args.metadata
     if metadata is None:
@@ -73,7 +71,7 @@ def _lesions(args: argparse.Namespace) -> int:
         metadata = None
     cfg = LesionBenchConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, repeats=args.repeats,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
-                            box_method=args.box_method, max_images=args.max_images, lse_r=args.lse_r)
+                            box_method=args.box_method, max_images=args.max_images, lse_r=lse_r)
     m = run_lesion_benchmark(images, args.out, cfg, metadata=metadata, progress=not args.quiet)
     brief = {"per_finding": {f: {k: round(v, 4) for k, v in d.items() if k in ("auroc", "acc_iobb@0.5", "acc_iou@0.3")}
                              for f, d in m["per_finding"].items()},

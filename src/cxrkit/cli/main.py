@@ -17,7 +17,7 @@ from cxrkit import __version__
 from cxrkit.errors import CxrkitError, MissingDependencyError
 
 # Command-group modules under cxrkit.cli, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "stats", "nih", "chexmask", "reports", "train", "predict", "evaluate", "bench", "measure", "segment", "qc", "analyze", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "stats", "nih", "chexmask", "reports", "train", "predict", "evaluate", "bench", "measure", "segment", "qc", "analyze", "serve", "query", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

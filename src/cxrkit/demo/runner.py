@@ -20,7 +20,7 @@ from cxrkit.io.atomic import write_text
 log = logging.getLogger(__name__)
 
 # Section modules under cxrkit.demo.sections, in page order.
-SECTIONS: tuple[str, ...] = ("nih", "chexmask", "reports", "classification", "segmentation", "qc")
+SECTIONS: tuple[str, ...] = ("nih", "chexmask", "reports", "classification", "segmentation", "qc", "analysis", "warehouse")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cxrkit demo</title>

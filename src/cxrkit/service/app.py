@@ -1,8 +1,16 @@
 """The REST service (``cxrkit serve``): FastAPI app around :class:`cxrkit.analysis.analyze.Analyzer`.
 
 Endpoints: ``GET /healthz`` (200 once the models are loaded), ``GET /v1/models`` (their cards),
-``POST /v1/analyze`` (multipart field ``file``: PNG, JPEG or DICOM; returns the ``cxrkit analyze`` JSON),
-``GET /`` (the web viewer), OpenAPI docs at ``/docs``.
+``POST /v1/analyze`` (multipart field ``file``: PNG, JPEG or DICOM; returns the ``cxrkit analyze`` JSON;
+``?heatmaps=true`` adds the optional ``heatmaps`` object of schema 1.1), ``GET /`` (the web viewer),
+OpenAPI docs at ``/docs``.
+
+Browse mode (``results_dir``, ``cxrkit serve --results DIR`` over a folder written by ``cxrkit analyze``):
+``GET /v1/results`` (one summary per ``<stem>.json``: stem, image name, top findings, CTR, QC),
+``GET /v1/results/{stem}`` (that JSON as written) and ``GET /v1/results/{stem}/image`` (its
+``<stem>.preview.png``). Only files directly in the folder are served, and ``stem`` is looked up in the
+listing, never joined to a path, so ``..`` or encoded slashes get 404. Without a results folder these
+answer 404 saying how to turn browse mode on.
 
 Bounds: the upload size (``max_upload_bytes``; 413), the pixel count read from the header before decoding
 (``max_pixels``; 413), the content type sniffed from the bytes, never the file name (415), a concurrency
@@ -13,9 +21,13 @@ echoed (as its last path component) in the result. Every error is JSON ``{"detai
 
 
 import asyncio
+import json
 import logging
 import os
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -24,15 +36,19 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
+MAX_RESULT_JSON_BYTES = 64 * 1024 * 1024
+MAX_LISTING = 5000
 
 
 def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, max_concurrent: int = 1, max_queue: int = 8):
+               max_pixels: int = MAX_PIXELS, max_concurrent: int = 1, max_queue: int = 8,
+               results_dir: str | os.PathLike | None = None):
     """Build the app; ``analyzer_factory`` (default: :class:`Analyzer` with the shipped models and RCA when a
-    reference set is found) runs once at startup."""
+    reference set is found) runs once at startup. ``results_dir``: a ``cxrkit analyze`` output folder to
+    browse (``/v1/results``); it must exist."""
     try:
-        from fastapi import FastAPI, File, HTTPException, UploadFile
-        from fastapi.responses import HTMLResponse, JSONResponse
+        from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     except ImportError as exc:  # pragma: no cover - fastapi is a dependency
         from cxrkit.errors import CxrkitError
 
@@ -44,6 +60,7 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     if max_concurrent < 1 or max_queue < 0 or max_upload_bytes < 1 or max_pixels < 1:
         raise CxrkitError(f"serve limits must be positive (max_concurrent {max_concurrent}, max_queue {max_queue} "
                           f">= 0, max_upload_bytes {max_upload_bytes}, max_pixels {max_pixels})")
+    results = ResultsIndex(results_dir) if results_dir is not None else None
     state: dict = {"analyzer": None, "waiting": 0}
     slots = asyncio.Semaphore(max_concurrent)
 
@@ -57,8 +74,14 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     @asynccontextmanager
     async def lifespan(app):
         state["analyzer"] = await asyncio.to_thread(analyzer_factory or default_factory)
+        # Analyses run on max_concurrent long-lived threads (not the default pool): the same threads, hence
+        # the same allocator arenas and torch thread state, serve every request, which keeps memory flat.
+        state["pool"] = ThreadPoolExecutor(max_concurrent, thread_name_prefix="cxrkit-analyze")
         log.info("cxrkit service ready")
-        yield
+        try:
+            yield
+        finally:
+            state["pool"].shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="cxrkit", version="1", lifespan=lifespan,
                   description="Chest X-ray analysis: findings, lungs and heart, quality control, CTR")
@@ -80,7 +103,9 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         return {"models": cards}
 
     @app.post("/v1/analyze")
-    async def analyze(file: UploadFile = File(...)):
+    async def analyze(file: UploadFile = File(...),
+                      heatmaps: bool = Query(False, description="add each finding's low-resolution heatmap "
+                                                                "(the optional `heatmaps` object of schema 1.1)")):
         from cxrkit.io.images import header_size, sniff_kind
 
         a = state["analyzer"]
@@ -105,11 +130,12 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         try:
             async with slots:
                 state["waiting"] -= 1
-                return await asyncio.to_thread(_run, a, data, kind, name, max_pixels)
+                return await asyncio.get_running_loop().run_in_executor(
+                    state["pool"], _run, a, data, kind, name, max_pixels, heatmaps)
         except _BadImage as exc:
             raise HTTPException(400, str(exc)) from None
 
-    def _run(a, data: bytes, kind: str, name: str, limit: int) -> dict:
+    def _run(a, data: bytes, kind: str, name: str, limit: int, heatmaps: bool = False) -> dict:
         from cxrkit.io.images import read_image
 
         suffix = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[kind]
@@ -122,10 +148,51 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
                     raise _BadImage(f"image has {xray.pixels.size} pixels; the limit is {limit}")
                 if min(xray.pixels.shape) < 32:
                     raise _BadImage(f"image is {xray.pixels.shape[1]}x{xray.pixels.shape[0]} px; at least 32x32 needed")
-                doc, _ = a.analyze(xray.pixels, name, xray.spacing)
+                if heatmaps:
+                    doc, _ = a.analyze(xray.pixels, name, xray.spacing, heatmaps=True)
+                else:
+                    doc, _ = a.analyze(xray.pixels, name, xray.spacing)
             except (CxrkitError, OSError, ValueError) as exc:
-                raise _BadImage(f"cannot analyze {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                why = why.removeprefix(f"{path}: ").replace(str(path), name)  # never show the server's temp path
+                raise _BadImage(f"cannot analyze {name!r}: {why}") from None
         return doc
+
+    def _results() -> ResultsIndex:
+        if results is None:
+            raise HTTPException(404, "browse mode is off: start the service with `cxrkit serve --results DIR` "
+                                     "(DIR written by `cxrkit analyze`)")
+        return results
+
+    def _entry(stem: str) -> dict:
+        entry = _results().scan().get(stem)
+        if entry is None:
+            raise HTTPException(404, f"no result {stem[:200]!r} in the results folder")
+        return entry
+
+    @app.get("/v1/results")
+    async def list_results(offset: int = Query(0, ge=0), limit: int = Query(MAX_LISTING, ge=1, le=MAX_LISTING)):
+        entries = await asyncio.to_thread(_results().scan)
+        items = [e["item"] for e in entries.values()]
+        return {"folder": _results().root.name, "count": len(items), "offset": offset,
+                "results": items[offset:offset + limit]}
+
+    @app.get("/v1/results/{stem}")
+    async def get_result(stem: str):
+        entry = await asyncio.to_thread(_entry, stem)
+        try:
+            data = await asyncio.to_thread(entry["json"].read_bytes)
+        except OSError as exc:
+            raise HTTPException(404, f"result {stem!r} is no longer readable: {type(exc).__name__}") from None
+        return Response(content=data, media_type="application/json")
+
+    @app.get("/v1/results/{stem}/image")
+    async def get_result_image(stem: str):
+        entry = await asyncio.to_thread(_entry, stem)
+        if entry["preview"] is None:
+            raise HTTPException(404, f"result {stem!r} has no preview image ({stem}.preview.png); re-run "
+                                     "`cxrkit analyze` without --no-preview to write one")
+        return FileResponse(entry["preview"], media_type="image/png")
 
     @app.get("/", response_class=HTMLResponse)
     async def viewer():
@@ -143,10 +210,89 @@ class _BadImage(Exception):
     pass
 
 
+class ResultsIndex:
+    """The analyses in a ``cxrkit analyze`` output folder: ``<stem>.json`` (+ ``<stem>.preview.png``).
+
+    :meth:`scan` re-lists the folder (it may still be growing) when the last listing is older than ``ttl``
+    seconds, and re-reads only the JSON files whose size or modification time changed. Hidden files, symbolic
+    links, sub-folders and files that are not an analysis JSON (``schema_version`` 1.x with ``probabilities``)
+    are skipped.
+    """
+
+    def __init__(self, root: str | os.PathLike, ttl: float = 1.0) -> None:
+        from cxrkit.errors import CxrkitError
+
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise CxrkitError(f"results folder {str(root)!r} does not exist or is not a folder")
+        self.ttl = ttl
+        self._cache: dict[str, tuple[tuple[int, int], dict | None]] = {}
+        self._listing: tuple[float, dict[str, dict]] = (float("-inf"), {})
+        self._lock = threading.Lock()
+
+    def scan(self) -> dict[str, dict]:
+        """``{stem: {"json": Path, "preview": Path | None, "item": summary}}``, sorted by stem."""
+        from cxrkit.analysis.analyze import PREVIEW_SUFFIX
+
+        with self._lock:
+            if time.monotonic() - self._listing[0] < self.ttl:
+                return self._listing[1]
+            found: dict[str, dict] = {}
+            names = set()
+            with os.scandir(self.root) as it:
+                files = {d.name: d for d in it if not d.name.startswith(".") and d.is_file(follow_symlinks=False)}
+            for name in sorted(files):
+                if not name.endswith(".json"):
+                    continue
+                names.add(name)
+                st = files[name].stat(follow_symlinks=False)
+                key = (st.st_size, st.st_mtime_ns)
+                cached = self._cache.get(name)
+                if cached is None or cached[0] != key:
+                    cached = (key, self._summary(self.root / name, st.st_size))
+                    self._cache[name] = cached
+                if cached[1] is None:
+                    continue
+                stem = name[:-len(".json")]
+                preview = files.get(stem + PREVIEW_SUFFIX)
+                item = dict(cached[1], stem=stem, has_image=preview is not None)
+                found[stem] = {"json": self.root / name, "item": item,
+                               "preview": None if preview is None else self.root / preview.name}
+            for gone in set(self._cache) - names:
+                del self._cache[gone]
+            self._listing = (time.monotonic(), found)
+            return found
+
+    @staticmethod
+    def _summary(path: Path, size: int) -> dict | None:
+        if size > MAX_RESULT_JSON_BYTES:
+            log.warning("skipping %s: %d bytes is more than %d", path, size, MAX_RESULT_JSON_BYTES)
+            return None
+        try:
+            doc = json.loads(path.read_bytes())
+            if not (isinstance(doc, dict) and str(doc.get("schema_version", "")).startswith("1.")
+                    and isinstance(doc.get("probabilities"), dict)):
+                log.info("skipping %s: not a cxrkit analyze JSON (schema 1.x)", path)
+                return None
+            probs = sorted(((str(k), float(v)) for k, v in doc["probabilities"].items()), key=lambda kv: -kv[1])
+            m = doc.get("measurements") or {}
+            q = doc.get("qc") or {}
+            return {"image": str(doc.get("image", path.stem)), "width": doc.get("width"), "height": doc.get("height"),
+                    "schema_version": doc["schema_version"],
+                    "top_findings": [{"finding": k, "probability": round(v, 6)} for k, v in probs[:3]],
+                    "ctr": m.get("ctr"), "qc": q.get("dice_rca_mean"),
+                    "boxes": len(doc.get("boxes") or []), "heatmaps": isinstance(doc.get("heatmaps"), dict)}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            return None
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **kwargs) -> None:
     """Run the app with uvicorn (one process per worker, each loading the models once)."""
     import uvicorn
 
+    if kwargs.get("results_dir") is not None:
+        kwargs["results_dir"] = str(Path(kwargs["results_dir"]).resolve())  # a literal for the workers
     if workers > 1:
         os.environ["CXRKIT_SERVE_OPTIONS"] = repr(kwargs)
         uvicorn.run("cxrkit.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import math
+from typing import Any, Sequence
 
 from cxrkit.findings import FINDINGS
 from cxrkit.models.cards import ModelCard, Normalization, arch
@@ -30,6 +31,21 @@ _NORM = Normalization(mean=0.5, std=0.25)
 POOLS = ("avg", "lse", "max")
 
 
+def lse_sharpness(value: Any, labels: Sequence[str]) -> tuple[float, ...]:
+    """LSE pooling sharpness per label: ``value`` is one positive number for every label or a sequence with one
+    positive number per label (in ``labels`` order). Lower r is closer to average pooling, higher to max pooling."""
+    if isinstance(value, (int, float)):
+        values = (float(value),) * len(labels)
+    else:
+        values = tuple(float(v) for v in value)
+        if len(values) != len(labels):
+            raise ValueError(f"lse_r has {len(values)} values but the model has {len(labels)} labels {list(labels)}")
+    bad = [v for v in values if not v > 0]
+    if bad:
+        raise ValueError(f"lse_r must be positive (LSE pooling sharpness), got {bad[0]!r}")
+    return values
+
+
 class Classifier(CxrModule):
     """Backbone + GAP + linear multi-label head. ``forward`` returns logits (N, n_labels)."""
 
@@ -41,11 +57,9 @@ class Classifier(CxrModule):
         self.dropout = nn.Dropout(float(card.arch_kwargs.get("dropout", 0.0)))
         self.head = nn.Linear(n_features, len(card.labels))
         self.pool = str(card.arch_kwargs.get("pool", "avg"))
-        self.lse_r = float(card.arch_kwargs.get("lse_r", 10.0))
+        self.lse_r = lse_sharpness(card.arch_kwargs.get("lse_r", 10.0), card.labels)
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
-        if not self.lse_r > 0:
-            raise ValueError(f"lse_r must be positive (LSE pooling sharpness), got {self.lse_r!r}")
 
     @property
     def target_layer(self) -> nn.Module:
@@ -68,8 +82,9 @@ class Classifier(CxrModule):
             return maps.mean(dim=(2, 3))
         if self.pool == "max":
             return maps.amax(dim=(2, 3))
-        m = maps.float().flatten(2) * self.lse_r
-        return (torch.logsumexp(m, dim=2) - math.log(m.shape[2])) / self.lse_r
+        r = torch.tensor(self.lse_r, dtype=torch.float32, device=maps.device).view(1, -1)
+        m = maps.float().flatten(2) * r.unsqueeze(2)
+        return (torch.logsumexp(m, dim=2) - math.log(m.shape[2])) / r
 
     def forward_with_cams(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, K) and class activation maps (N, K, h, w) in one pass (CAM: sum_c w_kc f_c)."""
