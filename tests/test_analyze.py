@@ -105,3 +105,26 @@ def test_analyze_without_preview_or_heatmaps(tmp_path):
                  "--no-preview"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["00009745_000.html", "00009745_000.json"]
     assert "heatmaps" not in json.loads((out / "00009745_000.json").read_text())
+
+
+def test_analyze_with_a_14_finding_classifier_reports_all_14(tmp_path):
+    """The shipped classifier knows 3 inserted findings; any NIH checkpoint (e.g. from `cxrkit train`) given with
+    --model yields the 14 probabilities, in NIH order, with heatmaps for each."""
+    import torch
+
+    from cxrkit.findings import FINDINGS
+    from cxrkit.models import create_model
+    from cxrkit.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "nih14.pt"
+    save_checkpoint(ckpt, create_model("resnet_lite", input_size=64))
+    img = tmp_path / "x.png"
+    shutil.copy(SAMPLE / "00009745_000.png", img)
+    assert main(["analyze", str(img), "--out", str(tmp_path / "out"), "--model", str(ckpt), "--no-qc", "--heatmaps",
+                 "--quiet"]) == 0
+    doc = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert list(doc["probabilities"]) == list(FINDINGS) and len(FINDINGS) == 14
+    assert all(0.0 <= p <= 1.0 for p in doc["probabilities"].values())
+    assert list(doc["heatmaps"]["maps"]) == list(FINDINGS)
+    _check_common(doc, 1024, 1024)
