@@ -65,3 +65,45 @@ def test_parse_lse_r_accepts_one_number_or_per_finding_pairs():
                      ("Mass=a", "number")):
         with pytest.raises(CxrkitError, match=msg):
             parse_lse_r(bad)
+
+
+def _tiny_run(out, *extra):
+    return main(["bench", "lesions", "--out", str(out), "--images", str(SAMPLE), "--metadata", "none", "--epochs", "1",
+                 "--repeats", "1", "--input-size", "64", "--workers", "0", "--batch-size", "4", "--quiet", *extra])
+
+
+def test_bench_lesions_compose_selects_per_finding_on_validation(tmp_path, capsys):
+    from cxrkit.classification.lesions import LESION_FINDINGS
+    from cxrkit.errors import CxrkitError
+    from cxrkit.models.checkpoint import load_checkpoint
+
+    a, b = tmp_path / "r10", tmp_path / "r4"
+    assert _tiny_run(a, "--lse-r", "10") == 0 and _tiny_run(b, "--lse-r", "4") == 0
+    capsys.readouterr()
+    out = tmp_path / "c"
+    assert main(["bench", "lesions-compose", str(a), str(b), "--out", str(out), "--images", str(SAMPLE),
+                 "--metadata", "none", "--quiet"]) == 0
+    brief = json.loads(capsys.readouterr().out)
+    m = json.loads((out / "metrics.json").read_text())
+    comp, chosen = m["composition"], m["box_method"]["chosen"]
+    assert brief["composition"] == comp["select"] and set(comp["select"]) == set(LESION_FINDINGS)
+    for f, run in comp["select"].items():  # each finding from the run that localized it best on validation
+        val = {r: comp["validation_per_run"][r][chosen][f] for r in comp["runs"]}
+        assert val[run] == max(val.values())
+        if val[str(a)] == val[str(b)]:
+            assert run == str(a)  # ties keep the earlier run
+    model = load_checkpoint(out / "model.pt")
+    assert model.card.name == "finding_ensemble" and model.card.labels == tuple(LESION_FINDINGS)
+    member_r = [dict(arch)["lse_r"] for arch in model.card.arch_kwargs["member_architectures"]]
+    want = [10.0 if comp["select"][f] == str(a) else 4.0 for f in LESION_FINDINGS]
+    assert [member_r[i] for i in model.card.arch_kwargs["select"]] == want
+    with open(out / "test_predictions.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 3 * m["samples"]["test"]
+    assert main(["predict", str(SAMPLE / "00004296_000.png"), "--model", str(out / "model.pt"), "--out",
+                 str(tmp_path / "p")]) == 0
+    c = tmp_path / "seed1"
+    assert _tiny_run(c, "--seed", "1") == 0
+    with pytest.raises(CxrkitError, match="seed"):
+        from cxrkit.classification.lesion_compose import compose_runs
+
+        compose_runs([a, c], SAMPLE, tmp_path / "bad", progress=False)

@@ -103,3 +103,32 @@ def test_per_label_lse_sharpness_pools_each_class_with_its_own_r():
         create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": [4, 10]})
     with pytest.raises(ValueError, match="positive"):
         create_model("resnet_lite", input_size=32, labels=labels, architecture={"pool": "lse", "lse_r": [4, 0, 1]})
+
+
+def test_finding_ensemble_takes_each_finding_from_its_member_and_round_trips(tmp_path):
+    import torch
+
+    from cxrkit.models.families.ensemble import FindingEnsemble, make_ensemble
+
+    labels = ("Effusion", "Mass", "Nodule")
+    torch.manual_seed(0)
+    a = create_model("resnet_lite", input_size=32, labels=labels)
+    b = create_model("resnet_lite", input_size=32, labels=labels, architecture={"lse_r": 4.0})
+    unused = create_model("resnet_lite", input_size=32, labels=labels)
+    a.eval(), b.eval()  # a loaded checkpoint is in eval mode (batch norm running statistics)
+    ens = make_ensemble([a, unused, b], [2, 0, 0])
+    assert len(ens.members) == 2 and ens.card.arch_kwargs["select"] == (1, 0, 0)  # unused member dropped
+    save_checkpoint(tmp_path / "e.pt", ens)
+    loaded = load_checkpoint(tmp_path / "e.pt", expect_name="finding_ensemble", expect_labels=labels)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        logits, maps = loaded.forward_with_cams(x)
+        la, ma = a.forward_with_cams(x)
+        lb, mb = b.forward_with_cams(x)
+        assert torch.allclose(logits[:, 0], lb[:, 0], atol=1e-5) and torch.allclose(maps[:, 0], mb[:, 0], atol=1e-5)
+        assert torch.allclose(logits[:, 1:], la[:, 1:], atol=1e-5) and torch.allclose(maps[:, 1:], ma[:, 1:], atol=1e-5)
+        assert torch.allclose(loaded(x), logits, atol=1e-5)
+    with pytest.raises(ValueError, match="member"):
+        FindingEnsemble(ens.card, list(ens.members), [0, 5, 0])
+    with pytest.raises(ValueError, match="differ"):
+        make_ensemble([a, create_model("resnet_lite", input_size=64, labels=labels)], [0, 1, 1])

@@ -133,14 +133,22 @@ def split_by_patient(names: list[str], test_fraction: float, val_fraction: float
     return out
 
 
-def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBenchConfig = LesionBenchConfig(),
-                         metadata: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the whole benchmark; returns the metrics dict that is also written to ``metrics.json``."""
-    from cxrkit.classification.train import TrainConfig, Trainer
+@dataclass
+class BenchData:
+    """The benchmark's images and datasets: ``names`` used, ``excluded`` (real findings), the patient ``split``,
+    and the train / val / test :class:`LesionDataset` (seeded, so every run with one config sees the same)."""
 
-    t_start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    names: list[str]
+    excluded: list[str]
+    split: dict[str, list[str]]
+    train: LesionDataset
+    val: LesionDataset
+    test: LesionDataset
+
+
+def prepare_data(images_dir: str | Path, cfg: LesionBenchConfig, metadata: str | Path | None = None,
+                 progress: bool = True) -> BenchData:
+    """Steps 1-2 of the benchmark (see the module doc) for ``cfg``."""
     images_dir = Path(images_dir)
     names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() == ".png")
     if not names:
@@ -165,6 +173,20 @@ def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBen
     train_ds = LesionDataset(base["train"], cfg.input_size, cfg.repeats, seed=cfg.seed * 1000 + 1, prevalence=cfg.prevalence)
     val_ds = LesionDataset(base["val"], cfg.input_size, cfg.val_repeats, seed=cfg.seed * 1000 + 2, prevalence=cfg.prevalence)
     test_ds = LesionDataset(base["test"], cfg.input_size, cfg.eval_repeats, seed=cfg.seed * 1000 + 3, prevalence=cfg.prevalence)
+    return BenchData(names, excluded, split, train_ds, val_ds, test_ds)
+
+
+def run_lesion_benchmark(images_dir: str | Path, out: str | Path, cfg: LesionBenchConfig = LesionBenchConfig(),
+                         metadata: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the whole benchmark; returns the metrics dict that is also written to ``metrics.json``."""
+    from cxrkit.classification.train import TrainConfig, Trainer
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(images_dir, cfg, metadata, progress)
+    names, excluded, split = data.names, data.excluded, data.split
+    train_ds, val_ds, test_ds = data.train, data.val, data.test
 
     tcfg = TrainConfig(model=cfg.model, input_size=cfg.input_size, labels=LESION_FINDINGS, epochs=cfg.epochs,
                        batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=30, loss="bce", schedule="cosine",

@@ -35,6 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     les.add_argument("--quiet", action="store_true")
     les.set_defaults(func=_lesions)
 
+    comp = s.add_parser("lesions-compose", help="per finding, pick the best of several `bench lesions` runs on "
+                        "validation; score the combined model on test",
+                        description="Writes DIR/model.pt (a per-finding ensemble that `cxrkit predict` loads), "
+                        "DIR/metrics.json, DIR/test_predictions.csv, plots. The runs must share their data settings.")
+    comp.add_argument("runs", nargs="+", metavar="RUN", help="finished `cxrkit bench lesions --out RUN` folders")
+    comp.add_argument("--out", required=True)
+    comp.add_argument("--images", help="the runs' image folder (default: <shared data>/nih/images)")
+    comp.add_argument("--metadata", help="as for `bench lesions` (default: the shared v2020 metadata; 'none' to skip)")
+    comp.add_argument("--quiet", action="store_true")
+    comp.set_defaults(func=_lesions_compose)
+
     rca = s.add_parser("rca", help="RCA vs true Dice on JSRT segmentations of known, varied quality",
                        description="Writes DIR/per_case.csv, DIR/summary.csv, DIR/rca_vs_true_<method>.png.")
     rca.add_argument("--out", required=True)
@@ -61,22 +72,43 @@ def _lesions(args: argparse.Namespace) -> int:
 
     lse_r = parse_lse_r(args.lse_r) if args.lse_r is not None else None
     images = args.images or find_shared("nih/images", "pass --images FOLDER of NIH PNGs")
-    metadata = args.metadata
-    if metadata is None:
-        try:
-            metadata = find_shared("nih/Data_Entry_2017_v2020.csv.gz", "")
-        except Exception:
-            metadata = None
-    elif metadata == "none":
-        metadata = None
+    metadata = _bench_metadata(args.metadata)
     cfg = LesionBenchConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, repeats=args.repeats,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
                             box_method=args.box_method, max_images=args.max_images, lse_r=lse_r)
     m = run_lesion_benchmark(images, args.out, cfg, metadata=metadata, progress=not args.quiet)
+    _print_brief(m, train_seconds=m["train_seconds"])
+    return 0
+
+
+def _bench_metadata(given: str | None) -> str | None:
+    """NIH metadata for the lesion benchmark: given, 'none', or the shared v2020 file when present."""
+    from cxrkit.data.shared import find_shared
+
+    if given == "none":
+        return None
+    if given is not None:
+        return given
+    try:
+        return str(find_shared("nih/Data_Entry_2017_v2020.csv.gz", ""))
+    except Exception:
+        return None
+
+
+def _print_brief(m: dict, **extra) -> None:
     brief = {"per_finding": {f: {k: round(v, 4) for k, v in d.items() if k in ("auroc", "acc_iobb@0.5", "acc_iou@0.3")}
                              for f, d in m["per_finding"].items()},
-             "overall": m["overall"], "box_method": m["box_method"], "train_seconds": m["train_seconds"]}
+             "overall": m["overall"], "box_method": m["box_method"], **extra}
     sys.stdout.write(json.dumps(brief, indent=2) + "\n")
+
+
+def _lesions_compose(args: argparse.Namespace) -> int:
+    from cxrkit.classification.lesion_compose import compose_runs
+    from cxrkit.data.shared import find_shared
+
+    images = args.images or find_shared("nih/images", "pass --images FOLDER of NIH PNGs")
+    m = compose_runs(args.runs, images, args.out, metadata=_bench_metadata(args.metadata), progress=not args.quiet)
+    _print_brief(m, composition=m["composition"]["select"])
     return 0
 
 

@@ -3,7 +3,7 @@
 import importlib
 
 # One module per family under cxrkit.models.families.
-FAMILY_MODULES: tuple[str, ...] = ("classifiers", "hybridgnet", "unet", "registration")
+FAMILY_MODULES: tuple[str, ...] = ("classifiers", "ensemble", "hybridgnet", "unet", "registration")
 
 for _name in FAMILY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
