@@ -75,10 +75,7 @@ def baseline(payloads: list[tuple[str, bytes]], n: int, heatmaps: bool) -> dict:
         path = Path(tmp) / "upload.png"
         path.write_bytes(data)
         x = read_image(path)
-        if heatmaps:
-            analyzer.analyze(x.pixels, name, x.spacing, heatmaps=True)
-        else:
-            analyzer.analyze(x.pixels, name, x.spacing)
+        analyzer.analyze(x.pixels, name, x.spacing, heatmaps=heatmaps, overlays=False)  # as the server does
 
     with tempfile.TemporaryDirectory(prefix="cxrkit-bench-") as tmp, ThreadPoolExecutor(1) as pool:
         for i in range(n + 1):  # the first one is a warm-up

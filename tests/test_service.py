@@ -186,9 +186,9 @@ def test_full_queue_answers_503():
             self.inner = Analyzer(qc=None)
             self.classifier, self.segmenter, self.qc = self.inner.classifier, self.inner.segmenter, None
 
-        def analyze(self, *a):
+        def analyze(self, *a, **k):
             gate.wait(30)
-            return self.inner.analyze(*a)
+            return self.inner.analyze(*a, **k)
 
     with TestClient(create_app(Slow, max_concurrent=1, max_queue=0)) as c:
         results = []

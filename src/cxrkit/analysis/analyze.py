@@ -71,11 +71,12 @@ class Analyzer:
         self.qc_note = qc_note or ("" if qc is not None else "quality control not run")
 
     def analyze(self, pixels: np.ndarray, name: str, spacing: tuple[float, float] | None = None, *,
-                heatmaps: bool = False) -> tuple[dict, dict]:
+                heatmaps: bool = False, overlays: bool = True) -> tuple[dict, dict | None]:
         """(analysis JSON, overlays {"segmentation", "heatmap"} as BGR arrays) of one image (H, W).
 
         ``heatmaps``: also put each finding's heatmap into the JSON (the optional ``heatmaps`` object of
-        schema 1.1, see the module docstring).
+        schema 1.1, see the module docstring). ``overlays=False``: skip drawing them (None is returned in
+        their place), for callers that only need the JSON (the service, batch jobs).
         """
         from cxrkit.anatomy.measure import measure_masks
         from cxrkit.classification.predict import overlay, predict_images
@@ -116,10 +117,11 @@ class Analyzer:
             doc["qc_note"] = self.qc_note
         if heatmaps:
             doc["heatmaps"] = encode_heatmaps(pred.heatmaps, list(self.classifier.card.labels))
+        if not overlays:
+            return doc, None
         gray8 = to_uint8(pixels)
-        overlays = {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
-                    "heatmap": overlay(gray8, pred)}
-        return doc, overlays
+        return doc, {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
+                     "heatmap": overlay(gray8, pred)}
 
 
 def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = HEATMAP_SIDE) -> dict:
@@ -146,11 +148,7 @@ def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = 
             m = cv2.resize(m, (gw, gh), interpolation=cv2.INTER_AREA)
         top = float(m.max())
         q = np.zeros((gh, gw), np.uint8) if top <= 0 else np.clip(m * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
-        ok, buf = cv2.imencode(".png", q)
-        if not ok:
-            raise CxrkitError(f"could not encode the {finding!r} heatmap as PNG")
-        uri = "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
-        out[finding] = {"max": round(top, 6), "png": uri}
+        out[finding] = {"max": round(top, 6), "png": _data_uri(_png_fit(q, max(gh, gw)))}
     return {"method": "cam", "width": gw, "height": gh, "maps": out}
 
 
@@ -170,31 +168,27 @@ def decode_heatmap(entry: dict) -> np.ndarray:
 
 def preview_png(pixels: np.ndarray, side: int = PREVIEW_SIDE) -> bytes:
     """A downscaled 8-bit grayscale PNG of ``pixels`` (longer side at most ``side``) for browse mode."""
-    import cv2
-
     from cxrkit.io.images import to_uint8
 
-    g8 = to_uint8(pixels)
-    s = side / max(g8.shape[:2])
+    return _png_fit(to_uint8(pixels), side)
+
+
+def _png_fit(image: np.ndarray, side: int) -> bytes:
+    """``image`` (gray or BGR, uint8) as PNG bytes, area-downscaled so that its longer side is at most ``side``."""
+    import cv2
+
+    s = side / max(image.shape[:2])
     if s < 1:
-        size = (max(1, round(g8.shape[1] * s)), max(1, round(g8.shape[0] * s)))
-        g8 = cv2.resize(g8, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", g8)
+        size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", image)
     if not ok:
-        raise CxrkitError(f"could not encode a {g8.shape[1]}x{g8.shape[0]} preview as PNG")
+        raise CxrkitError(f"could not encode a {image.shape[1]}x{image.shape[0]} image as PNG")
     return buf.tobytes()
 
 
-def _png_data_uri(bgr: np.ndarray, max_side: int = 768) -> str:
-    import cv2
-
-    s = max_side / max(bgr.shape[:2])
-    if s < 1:
-        bgr = cv2.resize(bgr, (round(bgr.shape[1] * s), round(bgr.shape[0] * s)), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise CxrkitError("could not encode an overlay as PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def render_html(doc: dict, overlays: dict) -> str:
@@ -220,8 +214,8 @@ table{{border-collapse:collapse;font-size:13px}} td{{padding:2px 6px;border-bott
 <h1>{e(doc['image'])}</h1>
 <p>{doc['width']} x {doc['height']} px; schema {e(doc['schema_version'])}</p>
 <p><span class="badge">CTR {'' if ctr is None else f'{ctr:.3f}'}</span><span class="badge">QC: {qc}</span></p>
-<p><img src="{_png_data_uri(overlays['segmentation'])}" alt="landmarks and masks">
-<img src="{_png_data_uri(overlays['heatmap'])}" alt="heatmap and boxes"></p>
+<p><img src="{_data_uri(_png_fit(overlays['segmentation'], 768))}" alt="landmarks and masks">
+<img src="{_data_uri(_png_fit(overlays['heatmap'], 768))}" alt="heatmap and boxes"></p>
 <h2>Findings ({e(doc['classifier']['name'])})</h2><p>{e(doc['classifier']['description'])}</p>
 <table>{bars}</table>
 <h2>Measurements</h2><table>{meas}</table>
@@ -247,10 +241,7 @@ def analyze_files(analyzer: Analyzer, paths: Sequence[str | os.PathLike], out: s
     for path in tqdm(list(paths), desc="analyze", disable=not progress):
         try:
             xray = read_image(path)
-            if heatmaps:
-                doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing, heatmaps=True)
-            else:  # analyzers written against the 1.0 API take no heatmaps keyword
-                doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing)
+            doc, overlays = analyzer.analyze(xray.pixels, Path(path).name, xray.spacing, heatmaps=heatmaps)
             stem = Path(path).stem
             if preview:
                 write_bytes(out / f"{stem}{PREVIEW_SUFFIX}", preview_png(xray.pixels))

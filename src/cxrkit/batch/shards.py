@@ -114,11 +114,11 @@ def clean_temporaries(task_dir: str | os.PathLike) -> int:
     return n
 
 
-def error_count(path: str | os.PathLike) -> int:
-    """Error rows in one shard file."""
+def shard_counts(path: str | os.PathLike) -> tuple[int, int]:
+    """``(rows, error rows)`` of one shard file (reads only its ``error`` column)."""
     pq = require("pyarrow.parquet", "scale")
     col = pq.read_table(path, columns=["error"]).column("error")
-    return len(col) - col.null_count
+    return len(col), len(col) - col.null_count
 
 
 def pending_shards(task_dir: str | os.PathLike, plan: ShardPlan, redo_errors: bool = False) -> list[int]:
@@ -126,7 +126,7 @@ def pending_shards(task_dir: str | os.PathLike, plan: ShardPlan, redo_errors: bo
     todo = []
     for k in range(plan.shards):
         p = shard_path(task_dir, k)
-        if not p.is_file() or (redo_errors and error_count(p) > 0):
+        if not p.is_file() or (redo_errors and shard_counts(p)[1] > 0):
             todo.append(k)
     return todo
 
@@ -161,15 +161,13 @@ def summarize(task_dir: str | os.PathLike, plan: ShardPlan) -> dict:
     """Counts over the committed shards: rows, errors, shards, and which shards are missing."""
     rows = errors = 0
     missing = []
-    pq = require("pyarrow.parquet", "scale")
     for k in range(plan.shards):
         p = shard_path(task_dir, k)
         if not p.is_file():
             missing.append(k)
             continue
-        col = pq.read_table(p, columns=["error"]).column("error")
-        rows += len(col)
-        errors += len(col) - col.null_count
+        n, e = shard_counts(p)
+        rows, errors = rows + n, errors + e
     return {"rows": rows, "errors": errors, "shards": plan.shards - len(missing), "missing_shards": missing}
 
 

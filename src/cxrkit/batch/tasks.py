@@ -280,7 +280,7 @@ class AnalyzeTask(BatchTask):
     def _compute(self, items):
         out = []
         for r, x in items:
-            doc, _overlays = self.analyzer.analyze(x.pixels, r.image_id, x.spacing)
+            doc, _ = self.analyzer.analyze(x.pixels, r.image_id, x.spacing, overlays=False)
             qc = doc.get("qc") or {}
             row = {"width": doc["width"], "height": doc["height"], "ctr": _float(doc["measurements"].get("ctr")),
                    "dice_rca_mean": _float(qc.get("dice_rca_mean")), "analysis": json.dumps(doc)}

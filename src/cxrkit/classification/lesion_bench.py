@@ -84,27 +84,25 @@ def parse_lse_r(text: str) -> float | tuple[tuple[str, float], ...]:
     :data:`DEFAULT_LSE_R`). Raises :class:`CxrkitError` naming the bad part and the valid findings."""
     text = text.strip()
     if "=" not in text:
-        try:
-            r = float(text)
-        except ValueError:
-            raise CxrkitError(f"--lse-r {text!r} is neither a number nor FINDING=R pairs") from None
-        if not r > 0:
-            raise CxrkitError(f"--lse-r must be a positive number (LSE pooling sharpness), got {text}")
-        return r
+        return _positive(text, f"--lse-r {text!r} is neither a number nor FINDING=R pairs")
     pairs = []
     for part in text.split(","):
         name, _, value = part.partition("=")
         name = name.strip()
         if name not in LESION_FINDINGS:
             raise CxrkitError(f"--lse-r: {name!r} is not one of the benchmark findings {list(LESION_FINDINGS)}")
-        try:
-            r = float(value)
-        except ValueError:
-            raise CxrkitError(f"--lse-r: {part!r} does not end in a number") from None
-        if not r > 0:
-            raise CxrkitError(f"--lse-r: {part!r} must be positive")
-        pairs.append((name, r))
+        pairs.append((name, _positive(value, f"--lse-r: {part!r} does not end in a number")))
     return tuple(pairs)
+
+
+def _positive(text: str, not_a_number: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        raise CxrkitError(not_a_number) from None
+    if not r > 0:
+        raise CxrkitError(f"--lse-r must be positive (LSE pooling sharpness), got {text.strip()}")
+    return r
 
 
 def lse_architecture(lse_r: float | tuple[tuple[str, float], ...] | None) -> tuple[tuple[str, Any], ...]:

@@ -11,6 +11,7 @@ is a :class:`~cxrkit.models.families.ensemble.FindingEnsemble` checkpoint (``DIR
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -102,7 +103,7 @@ def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | 
                        "validation_acc_iobb@0.5": {b: p["validation_acc_iobb@0.5"] for b, p in plans.items()},
                        "test_acc_iobb@0.5_all_candidates": {k: score_rows(r)["overall"]["acc_iobb@0.5"]
                                                             for k, r in test_rows.items()}},
-        "config": {k: v for k, v in vars(cfg).items()},
+        "config": dataclasses.asdict(cfg),
         "images": {"used": len(data.names), "excluded_real_findings": len(data.excluded),
                    **{k: len(v) for k, v in data.split.items()}},
         "samples": {"val": len(data.val), "test": len(data.test)},

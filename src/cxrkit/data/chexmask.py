@@ -339,13 +339,18 @@ def _make_record(fields: list[str], cols: Columns, source: str, line: int, repai
     return record
 
 
-def _iter(
+def iter_rows(
     path: str | os.PathLike,
-    id_column: str | None,
-    lenient: bool,
-    repair_dice: bool,
-    validate: bool,
+    id_column: str | None = None,
+    lenient: bool = False,
+    repair_dice: bool = True,
+    validate: bool = False,
 ) -> Iterator[tuple[Columns, CheXmaskRecord | RowError, list[str]]]:
+    """:func:`iter_records` with each row's context: ``(columns, record or RowError, the raw CSV fields)``.
+
+    For readers that need the CSV's other columns as written (e.g. the Parquet converter); an unreadable
+    CSV row comes with empty fields.
+    """
     _raise_field_size_limit()
     source = str(path)
     with _open(path) as fh:
@@ -398,7 +403,7 @@ def iter_records(
     here rather than at decode time. ``repair_dice`` swaps Dice Max/Mean back when Max < Mean (see
     the module docstring).
     """
-    for _, item, _ in _iter(path, id_column, lenient, repair_dice, validate):
+    for _, item, _ in iter_rows(path, id_column, lenient, repair_dice, validate):
         yield item
 
 
@@ -422,7 +427,7 @@ def find_record(path: str | os.PathLike, image_id: str, *, id_column: str | None
     Rows that cannot be parsed are skipped while searching unless they carry the wanted id.
     """
     target = image_id.strip()
-    for _, item, fields in _iter(path, id_column, lenient=True, repair_dice=True, validate=False):
+    for _, item, fields in iter_rows(path, id_column, lenient=True, repair_dice=True, validate=False):
         if isinstance(item, RowError):
             if item.image_id is not None and item.image_id.strip() == target:
                 raise CxrkitError(str(item))
@@ -632,7 +637,7 @@ def filter_csv(
     with _open_out(dst) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols.header)
-        for _, item, fields in _iter(src, id_column, lenient, repair_dice, validate=False):
+        for _, item, fields in iter_rows(src, id_column, lenient, repair_dice, validate=False):
             summary.rows += 1
             if isinstance(item, RowError):
                 summary.errors.append(str(item))
@@ -715,7 +720,7 @@ def summarize_csv(
     rows = swapped = blank_size = 0
     errors: list[str] = []
     n_errors = 0
-    for _, item, _ in _iter(path, id_column, lenient, repair_dice, validate):
+    for _, item, _ in iter_rows(path, id_column, lenient, repair_dice, validate):
         rows += 1
         if isinstance(item, RowError):
             n_errors += 1
@@ -774,7 +779,8 @@ def _nih_table(nih: "pd.DataFrame") -> "pd.DataFrame":
     return table
 
 
-def _basename(image_id: str) -> str:
+def image_basename(image_id: str) -> str:
+    """The file name of an image id (after the last ``/`` or ``\\``): NIH's ``Image Index`` for ChestX-ray8."""
     return image_id.replace("\\", "/").rsplit("/", 1)[-1]
 
 
@@ -784,7 +790,7 @@ def join_nih(
     *,
     how: Literal["inner", "left"] = "inner",
     chunksize: int = 1000,
-    key=_basename,
+    key=image_basename,
 ) -> Iterator[NihJoined | RowError]:
     """Join CheXmask records with NIH metadata on ``Image Index`` (streaming, in chunks).
 
@@ -872,7 +878,7 @@ def read_name_mapping(path: str | os.PathLike) -> dict[str, str]:
         if reader.fieldnames is None or not {"Original", "New"} <= set(reader.fieldnames):
             raise CxrkitError(f"{path}: expected columns Original,New; got {reader.fieldnames}")
         for row in reader:
-            out[row["New"].strip()] = _basename(row["Original"].strip())
+            out[row["New"].strip()] = image_basename(row["Original"].strip())
     return out
 
 

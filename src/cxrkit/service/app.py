@@ -148,10 +148,7 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
                     raise _BadImage(f"image has {xray.pixels.size} pixels; the limit is {limit}")
                 if min(xray.pixels.shape) < 32:
                     raise _BadImage(f"image is {xray.pixels.shape[1]}x{xray.pixels.shape[0]} px; at least 32x32 needed")
-                if heatmaps:
-                    doc, _ = a.analyze(xray.pixels, name, xray.spacing, heatmaps=True)
-                else:
-                    doc, _ = a.analyze(xray.pixels, name, xray.spacing)
+                doc, _ = a.analyze(xray.pixels, name, xray.spacing, heatmaps=heatmaps, overlays=False)
             except (CxrkitError, OSError, ValueError) as exc:
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 why = why.removeprefix(f"{path}: ").replace(str(path), name)  # never show the server's temp path

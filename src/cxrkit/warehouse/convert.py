@@ -67,6 +67,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cxrkit.data.chexmask import RowError, image_basename, iter_rows, read_columns
 from cxrkit.errors import CxrkitError, require
 from cxrkit.io.atomic import write_text
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS, parse_landmarks
@@ -248,10 +249,6 @@ def _schema(layout: _Layout):
 # ------------------------------------------------------------------------------------------------
 # rows
 # ------------------------------------------------------------------------------------------------
-def _basename(image_id: str) -> str:
-    return image_id.replace("\\", "/").rsplit("/", 1)[-1]
-
-
 class _Buffer:
     """Column lists for one row group."""
 
@@ -281,19 +278,10 @@ class _Buffer:
         heart_w, thorax_w, ctr = _ctr({o: g[1] for o, g in geo.items()}, rec.width)
         cols = self.columns
         for name, kind, value in zip(self.layout.names, self.layout.kinds, fields):
-            if kind == "str":
-                cols[name].append(value)
-            elif kind == "dice_mean":
-                cols[name].append(rec.dice_mean)
-            elif kind == "dice_max":
-                cols[name].append(rec.dice_max)
-            elif kind == "height":
-                cols[name].append(rec.height)
-            else:
-                cols[name].append(rec.width)
+            cols[name].append(value if kind == "str" else getattr(rec, kind))  # other kinds: parsed record fields
         cols["dataset"].append(dataset)
         cols["image_id"].append(rec.image_id)
-        cols["image_index"].append(_basename(rec.image_id))
+        cols["image_index"].append(image_basename(rec.image_id))
         cols["source_line"].append(rec.line)
         cols["dice_swapped"].append(rec.dice_swapped)
         cols["size_was_blank"].append(rec.size_was_blank)
@@ -447,8 +435,6 @@ def convert_csv(
     unreadable source, a bad row without ``lenient`` (naming file and line), or a manifest that does
     not match (see the module doc); :class:`~cxrkit.errors.MissingDependencyError` without pyarrow.
     """
-    from cxrkit.data.chexmask import RowError, _iter, read_columns
-
     _pyarrow()
     t0 = time.perf_counter()
     src = Path(source)
@@ -500,7 +486,7 @@ def convert_csv(
     if summary.resumed_at_row:
         log.info("%s: resuming after %d rows (%d parts done)", src, summary.resumed_at_row, len(manifest["parts"]))
 
-    reader = _iter(src, id_column, True, repair_dice, False)  # lenient here; strictness is handled below
+    reader = iter_rows(src, id_column, True, repair_dice, False)  # lenient here; strictness is handled below
     items = itertools.islice(reader, manifest["rows_consumed"], None)  # skip the rows of finished parts
     buffer = _Buffer(layout)
     bar = _progress_bar(progress, dataset, manifest["rows_consumed"])

@@ -68,9 +68,10 @@ def ensemble_card(members: Sequence[CxrModule], select: Sequence[int], descripti
                                                                   first.normalization):
             raise ValueError(f"ensemble members differ: {c.name}/{c.labels}/{c.input_size} vs "
                              f"{family}/{first.labels}/{first.input_size}")
-    return default_card("finding_ensemble").replace(
+    base = default_card("finding_ensemble")
+    return base.replace(
         labels=first.labels, input_size=first.input_size, normalization=first.normalization,
-        thresholds=first.thresholds, description=description or default_card("finding_ensemble").description,
+        thresholds=first.thresholds, description=description or base.description,
         architecture=arch(member=family, member_architectures=[m.card.architecture for m in members],
                           select=list(select)))
 
