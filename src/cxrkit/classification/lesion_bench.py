@@ -101,7 +101,7 @@ def _positive(text: str, not_a_number: str) -> float:
     except ValueError:
         raise CxrkitError(not_a_number) from None
     if not r > 0:
-        raise CxrkitError(f"--lse-r must be positive (LSE pooling sharpness), got {text.strip()}")
+        raise CxrkitError(f"--lse-r must be a positive number (LSE pooling sharpness), got {text.strip()}")
     return r
 
 
