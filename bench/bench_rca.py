@@ -4,6 +4,7 @@ true Dice from a `cxrkit bench rca` summary when one is given (with a paired boo
 in Pearson r when its per_case.csv lies beside it).
 
 Usage: python bench/bench_rca.py [--images N] [--summary runs/rca_test/summary.csv] [--threads T]
+       [--reference-set jsrt|shipped]
 Images: the first N JSRT test images (../shared/data/segmentation/jsrt) with their expert masks as the
 segmentation being scored (time does not depend on the masks). Time per image covers preprocessing,
 registration to all references and the Dice there (not image decoding).
@@ -31,10 +32,17 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--summary", help="summary.csv of `cxrkit bench rca` to print r / MAE beside the times")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ap.add_argument("--reference-set", default="jsrt", choices=("jsrt", "shipped"),
+                    help="the reference set timed, and whose rows of the summary are shown (default: jsrt)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    reference = load_reference(args.jsrt)
+    if args.reference_set == "shipped":
+        from cxrkit.qc.reference import shipped_reference
+
+        reference = shipped_reference()
+    else:
+        reference = load_reference(args.jsrt)
     cases = read_jsrt(args.jsrt, split="test")[: args.images]
     data = [(load_gray8(c.image), c.load_masks()) for c in cases]
     times = {}
@@ -54,6 +62,8 @@ def main() -> None:
         import pandas as pd
 
         s = pd.read_csv(args.summary)
+        if "reference_set" in s.columns:  # one set's rows (a summary may hold several)
+            s = s[s["reference_set"] == args.reference_set]
         s = s[s["estimate"].isin(["max", "calibrated"])]
         print(f"agreement with the true Dice ({args.summary}):")
         print(s.pivot_table(index=["structure", "estimate"], columns="method", values=["pearson_r", "mae"])
@@ -61,6 +71,8 @@ def main() -> None:
         per_case = Path(args.summary).with_name("per_case.csv")
         if per_case.is_file():  # paired bootstrap over images of r(learned) - r(iterative), RCA max
             d = pd.read_csv(per_case)
+            if "reference_set" in d.columns:
+                d = d[d["reference_set"] == args.reference_set]
             rng = np.random.default_rng(0)
             print("r(learned) - r(iterative), RCA max, 95% bootstrap CI over images (1,000 resamples):")
             for structure, g in d.groupby("structure", sort=False):

@@ -49,7 +49,7 @@ def main() -> None:
     paths = sorted(folder.glob("*.png"))
     model = create_model("hybridgnet", pretrained=True)
     x, _ = model.preprocess([load_gray8(p) for p in paths[: args.batch]])
-    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.models import load_checkpoint
 
     make = {"hybridgnet": lambda: create_model("hybridgnet", pretrained=True),
             "unet": (lambda: load_checkpoint(args.unet)) if args.unet else (lambda: create_model("unet").eval())}

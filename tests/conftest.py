@@ -22,3 +22,19 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared() -> "type[shared_path]":
     return shared_path
+
+
+# --- Hypothesis profiles for the fuzz tests (tests/test_fuzz_*.py; see docs/testing.md) -------------------
+# `default`: modest example counts and a generous per-example deadline (the machine may be loaded), so the
+# fuzz tests stay fast in the normal suite; `long` (HYPOTHESIS_PROFILE=long): 20x the examples, no deadline,
+# for a fuzz campaign. Tests scale their own counts from settings().max_examples. Failures are saved in
+# .hypothesis/ (it ignores itself for git) and replayed first on the next run.
+try:
+    from hypothesis import HealthCheck, settings as _hypothesis_settings
+except ImportError:  # hypothesis is in the `test` extra; without it only tests/test_fuzz_*.py fail to import
+    pass
+else:
+    _fuzz_common = dict(suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+    _hypothesis_settings.register_profile("default", max_examples=50, deadline=2000, **_fuzz_common)
+    _hypothesis_settings.register_profile("long", max_examples=1000, deadline=None, **_fuzz_common)
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

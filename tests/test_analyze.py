@@ -1,4 +1,4 @@
-"""`cxrkit analyze`: the documented JSON (schema 1.1; optional heatmaps) and a self-contained HTML report per
+"""`cxrkit analyze`: the documented JSON (schema 1.2; optional heatmaps) and a self-contained HTML report per
 image plus a browse-mode preview; DICOM spacing gives mm; a bad file fails alone; QC is filled when a
 reference set exists."""
 
@@ -33,8 +33,11 @@ def _run(tmp_path, *extra):
 def _check_common(doc, width, height):
     from cxrkit.io.rle import decode
 
-    assert doc["schema_version"] == "1.1" and (doc["width"], doc["height"]) == (width, height)
-    assert set(doc["probabilities"]) == set(doc["classifier"]["labels"])
+    assert doc["schema_version"] == "1.2" and (doc["width"], doc["height"]) == (width, height)
+    if doc["classifier"] is None:
+        assert doc["probabilities"] == {} and doc["boxes"] == []
+    else:
+        assert set(doc["probabilities"]) == set(doc["classifier"]["labels"])
     assert all({"finding", "x", "y", "w", "h", "score"} <= set(b) for b in doc["boxes"])
     pts = np.array(doc["segmentation"]["landmarks"])
     assert pts.shape == (120, 2) and pts[:, 0].max() < width and pts[:, 1].max() < height
@@ -45,7 +48,7 @@ def _check_common(doc, width, height):
 
 
 def test_analyze_json_html_dicom_and_errors(tmp_path, capsys):
-    assert _run(tmp_path, "--no-qc", "--heatmaps") == 1  # broken.png fails, the others are written
+    assert _run(tmp_path, "--no-qc", "--heatmaps", "--model", "resnet_lite_lesions") == 1  # broken.png fails alone
     out = tmp_path / "out"
     assert "1 failed" in capsys.readouterr().out and not (out / "broken.json").exists()
     assert not (out / "broken.preview.png").exists()
@@ -59,6 +62,7 @@ def test_analyze_json_html_dicom_and_errors(tmp_path, capsys):
     assert cv2.imread(str(out / "c.preview.png"), cv2.IMREAD_UNCHANGED).shape == (512, 512)  # 16-bit DICOM -> 8-bit
     page = (out / "a.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "CTR 0." in page and "a.png" in page
+    assert doc["classifier"]["provenance"]["synthetic"] is True and "synthetic" in page.lower()
     dcm = json.loads((out / "c.json").read_text())
     _check_common(dcm, 512, 512)
     assert dcm["pixel_spacing_mm"] == [0.2, 0.25]
@@ -104,7 +108,13 @@ def test_analyze_without_preview_or_heatmaps(tmp_path):
     assert main(["analyze", str(SAMPLE / "00009745_000.png"), "--out", str(out), "--no-qc", "--quiet",
                  "--no-preview"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["00009745_000.html", "00009745_000.json"]
-    assert "heatmaps" not in json.loads((out / "00009745_000.json").read_text())
+    doc = json.loads((out / "00009745_000.json").read_text())
+    assert "heatmaps" not in doc
+    # no classifier unless one is named: cxrkit ships none trained on real labels
+    assert doc["classifier"] is None and doc["probabilities"] == {} and doc["boxes"] == []
+    assert doc["segmentation"]["provenance"]["training_data"]
+    _check_common(doc, 1024, 1024)
+    assert "No classifier was run" in (out / "00009745_000.html").read_text()
 
 
 def test_analyze_with_a_14_finding_classifier_reports_all_14(tmp_path):

@@ -7,7 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cxrkit.classification.boxes import METHODS, Box, adaptive_boxes, heatmap_to_boxes, paper_boxes
+from cxrkit.classification.boxes import (
+    COMPONENT_RULES,
+    METHODS,
+    Box,
+    adaptive_boxes,
+    heatmap_to_boxes,
+    paper_boxes,
+    threshold_boxes,
+    top_threshold_boxes,
+)
 from cxrkit.errors import CxrkitError
 
 
@@ -85,10 +94,56 @@ def test_adaptive_boxes_at_image_resolution_are_in_original_pixels():
 def test_dispatcher_errors_list_the_choices():
     assert heatmap_to_boxes(_blobs()) == paper_boxes(_blobs())
     assert heatmap_to_boxes(_blobs(), "adaptive", rel_threshold=0.7) == adaptive_boxes(_blobs(), rel_threshold=0.7)
-    with pytest.raises(CxrkitError, match=r"unknown box method 'x'; choose one of \('paper', 'adaptive'\)"):
+    with pytest.raises(CxrkitError, match=r"unknown box method 'x'; choose one of \('paper', 'adaptive', 'threshold'\)"):
         heatmap_to_boxes(_blobs(), method="x")
     with pytest.raises(CxrkitError, match="unknown option.*'bogus'.*rel_threshold"):
         heatmap_to_boxes(_blobs(), method="adaptive", bogus=1)
     with pytest.raises(CxrkitError, match="rel_threshold must be in"):
         adaptive_boxes(_blobs(), rel_threshold=0)
-    assert METHODS == ("paper", "adaptive")
+    assert METHODS == ("paper", "adaptive", "threshold")
+    assert heatmap_to_boxes(_blobs(), "threshold", threshold=0.3, component="union") == threshold_boxes(_blobs(), 0.3, "union")
+
+
+def _two_regions():
+    heat = np.zeros((100, 120), np.float32)
+    heat[10:20, 30:50] = 1.0  # strong and small
+    heat[60:90, 5:40] = 0.4  # weak and large: 0.4 * 255 = 102
+    return heat
+
+
+def test_threshold_boxes_region_rules():
+    heat = _two_regions()
+    each = threshold_boxes(heat, 60 / 255)
+    assert [b.as_tuple() for b in each] == [(30, 10, 20, 10), (5, 60, 35, 30)]  # by peak
+    # At 60/255 the rule is the paper's at its T=60: same boxes, same order, same scores.
+    assert each == paper_boxes(heat, thresholds=(60,))
+    largest = threshold_boxes(heat, 60 / 255, "largest")
+    assert [b.as_tuple() for b in largest] == [(5, 60, 35, 30), (30, 10, 20, 10)]  # by area
+    assert largest[0].score == pytest.approx(35 * 30 / (100 * 120))
+    (union,) = threshold_boxes(heat, 0.3, "union")
+    assert union.as_tuple() == (5, 10, 45, 80)  # around both regions
+    assert [b.as_tuple() for b in threshold_boxes(heat, 0.5)] == [(30, 10, 20, 10)]  # the weak one is below
+    assert threshold_boxes(np.ones((5, 5)), 0.5) == []
+    for bad in (0, 1.5):
+        with pytest.raises(CxrkitError, match="threshold must be in"):
+            threshold_boxes(heat, bad)
+    with pytest.raises(CxrkitError, match="component 'x'"):
+        threshold_boxes(heat, 0.5, "x")
+
+
+def test_top_threshold_boxes_equal_each_rules_first_box():
+    rng = np.random.default_rng(0)
+    import cv2
+
+    thresholds = (0.1, 60 / 255, 0.5, 180 / 255, 0.9)
+    for _ in range(10):
+        heat = cv2.GaussianBlur(rng.random((90, 130)).astype(np.float32), (0, 0), rng.uniform(3, 12))
+        top = top_threshold_boxes(heat, thresholds)
+        assert set(top) == {(t, c) for t in thresholds for c in COMPONENT_RULES}
+        for (t, c), box in top.items():
+            assert box == threshold_boxes(heat, t, c)[0]
+        # The paper's top box is the T=180 region that holds the peak.
+        assert paper_boxes(heat)[0].as_tuple() == top[(180 / 255, "each")].as_tuple()
+    assert top_threshold_boxes(np.zeros((4, 4)), (0.5,)) == {(0.5, c): None for c in COMPONENT_RULES}
+    with pytest.raises(CxrkitError, match="component 'x'"):
+        top_threshold_boxes(heat, (0.5,), ("x",))

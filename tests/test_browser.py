@@ -41,6 +41,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+CLASSIFIER = "resnet_lite_lesions"  # the shipped benchmark model, named explicitly (no default classifier)
+
 # A JS checksum of the overlay canvas: [hash, non-black pixels, strongly red/yellow ("hot") pixels, w, h].
 CANVAS_STATS = """
 const c = document.getElementById('canvas'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -63,7 +65,7 @@ def results(tmp_path_factory):
     if len(images) < N_BROWSE:
         pytest.skip(f"real data not available: fewer than {N_BROWSE} PNGs in {shared_path('nih', 'images')}")
     out = tmp_path_factory.mktemp("browse")
-    assert main(["analyze", *map(str, images), "--out", str(out), "--heatmaps", "--quiet"]) == 0
+    assert main(["analyze", *map(str, images), "--out", str(out), "--heatmaps", "--quiet", "--model", CLASSIFIER]) == 0
     return out, images
 
 
@@ -78,7 +80,7 @@ def server(results):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(results_dir=results[0]), host="127.0.0.1", port=port,
+    srv = uvicorn.Server(uvicorn.Config(create_app(results_dir=results[0], classifier=CLASSIFIER), host="127.0.0.1", port=port,
                                         log_level="warning"))
     thread = threading.Thread(target=srv.run, name="cxrkit-uvicorn", daemon=True)
     thread.start()
@@ -149,10 +151,10 @@ def test_upload_shows_overlay_bars_badges_and_toggles(server, results, driver, s
     import httpx
 
     out, images = results
-    heat = {p: max(e["max"] for e in json.loads((out / f"{p.stem}.json").read_text())["heatmaps"]["maps"].values())
+    heat = {p: max(e["max"] - e["min"] for e in json.loads((out / f"{p.stem}.json").read_text())["heatmaps"]["maps"].values())
             for p in images}
     image = max(images, key=heat.get)  # the image whose heatmap has the most to show
-    assert heat[image] > 0, f"no positive heatmap in {sorted(heat.values())}"
+    assert heat[image] > 0, f"no heatmap with any contrast in {sorted(heat.values())}"
     labels = httpx.get(server + "/v1/models").json()["models"][0]["labels"]
 
     driver.get(server + "/")
@@ -169,6 +171,10 @@ def test_upload_shows_overlay_bars_badges_and_toggles(server, results, driver, s
     ctr_text = driver.find_element(By.ID, "ctr").text
     assert ctr_text.startswith("CTR ") and 0.3 < float(ctr_text.split()[1]) < 0.8, ctr_text
     assert driver.find_element(By.ID, "qc").text.startswith("QC")
+    # the benchmark model is labelled as what it is, with its provenance
+    assert driver.find_element(By.ID, "synthetic").text == "trained on synthetic findings"
+    assert "synthetic" in driver.find_element(By.ID, "clf-note").text.lower()
+    assert "JSRT" in driver.find_element(By.ID, "models").text
 
     h0, lit, hot0, w, h = driver.execute_script(CANVAS_STATS)
     assert (w, h) == (640, 640) and lit > 0.5 * w * h  # the radiograph is drawn under the overlays
@@ -181,7 +187,7 @@ def test_upload_shows_overlay_bars_badges_and_toggles(server, results, driver, s
 
     # Heatmap: clicking the bar of the finding with the strongest map selects it and turns the layer on.
     doc_maps = json.loads((out / f"{image.stem}.json").read_text())["heatmaps"]["maps"]
-    finding = max(doc_maps, key=lambda f: doc_maps[f]["max"])
+    finding = max(doc_maps, key=lambda f: doc_maps[f]["max"] - doc_maps[f]["min"])
     driver.find_element(By.CSS_SELECTOR, f'#probs tr.prob[data-finding="{finding}"]').click()
     WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "legend").text.startswith(f"heatmap: {finding}"))
     assert driver.find_element(By.ID, "t-heatmap").is_selected()

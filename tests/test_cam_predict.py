@@ -86,7 +86,7 @@ def test_cli_predict_writes_contract_json_and_overlay(tmp_path, capsys):
     # A file that is not an image: one-line error naming it, non-zero exit.
     (tmp_path / "bad.png").write_text("not a png")
     capsys.readouterr()
-    assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "bad.png" in err[-1] and err[-1].startswith("cxrkit predict: error:")
 

@@ -72,14 +72,14 @@ def test_decode_missing_id_one_line_error_naming_id_and_file(synth, tmp_path, ca
 
 
 @pytest.mark.parametrize(
-    "setup, expected",
+    "setup, expected, status",
     [
-        ("missing", "no such file"),
-        ("bad_rle", "Heart of 'a.png'"),
-        ("bad_header", "no image-id column"),
+        ("missing", "no such file", 2),  # a path on the command line that does not exist: usage
+        ("bad_rle", "Heart of 'a.png'", 1),  # a bad file: a failed input
+        ("bad_header", "no image-id column", 1),
     ],
 )
-def test_decode_errors(tmp_path, capsys, setup, expected):
+def test_decode_errors(tmp_path, capsys, setup, expected, status):
     if setup == "missing":
         path = tmp_path / "absent.csv"
     elif setup == "bad_rle":
@@ -87,7 +87,7 @@ def test_decode_errors(tmp_path, capsys, setup, expected):
     else:
         path = write_csv(tmp_path / "t.csv", ["Name"] + HEADER[1:], [])
     rc, out, err = run(capsys, "decode", str(path), "--id", "a.png", "--out", str(tmp_path / "o"))
-    assert rc == 2 and err.count("\n") == 1 and expected in err
+    assert rc == status and err.count("\n") == 1 and expected in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
@@ -120,7 +120,7 @@ def test_filter_cli(synth, tmp_path, capsys):
 def test_filter_cli_strict_error_and_lenient(tmp_path, capsys):
     path = write_csv(tmp_path / "t.csv", HEADER, [row("a.png"), row("b.png", Height="x")])
     rc, _, err = run(capsys, "filter", str(path), "--out", str(tmp_path / "f.csv"))
-    assert rc == 2 and f"{path}:3:" in err and not (tmp_path / "f.csv").exists()
+    assert rc == 1 and f"{path}:3:" in err and not (tmp_path / "f.csv").exists()
     rc, out, _ = run(capsys, "filter", str(path), "--out", str(tmp_path / "f.csv"), "--lenient")
     assert rc == 0 and "1 bad rows" in out
 
@@ -139,7 +139,7 @@ def test_overlay_dark_canvas_and_image(synth, tmp_path, capsys):
     assert rc == 2 and ".png" in err
     cv2.imwrite(str(gray), np.zeros((50, 50), np.uint8))
     rc, _, err = run(capsys, "overlay", str(synth), "--id", "a.png", "--out", str(png), "--image", str(gray))
-    assert rc == 2 and "1024 space" in err
+    assert rc == 1 and "1024 space" in err
 
 
 # --- real data ----------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_real_decode_gzip_and_missing_id(tmp_path, capsys):
     assert rc == 0
     _check_masks(tmp_path / "o", "5780e843511eb33150ad2d151aeed276", src)
     rc, out, err = run(capsys, "decode", str(gz), "--id", "00000001_000.png", "--out", str(tmp_path / "p"))
-    assert rc == 2 and err.count("\n") == 1 and "'00000001_000.png' not found" in err and str(gz) in err
+    assert rc == 1 and err.count("\n") == 1 and "'00000001_000.png' not found" in err and str(gz) in err
 
 
 @pytest.mark.realdata

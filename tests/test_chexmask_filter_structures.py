@@ -165,4 +165,4 @@ def test_cli_structure_threshold(qc_csv, tmp_path, capsys):
     plain = write_csv(tmp_path / "plain.csv", HEADER, [row("a.png")])
     rc = main(["chexmask", "filter", str(plain), "--out", str(out), "--structure-threshold", "heart=0.6"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no column 'Dice RCA (Mean) Heart'" in err and str(plain) in err
+    assert rc == 1 and "no column 'Dice RCA (Mean) Heart'" in err and str(plain) in err

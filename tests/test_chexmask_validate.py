@@ -284,7 +284,7 @@ def test_bad_physician_row_names_file_and_line(synth, tmp_path, capsys):
     bad = write(synth / "Synth_ann2_annotations.csv", PHYS_HEADER, rows)
     rc = main(["chexmask", "validate", "--subsets", str(synth), "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and f"{bad}:4" in err and "Heart" in err and "img2.png" in err
+    assert rc == 1 and f"{bad}:4" in err and "Heart" in err and "img2.png" in err
     # the same image twice in one physician file is bad input too
     write(synth / "Synth_ann2_annotations.csv", PHYS_HEADER, [phys_row("img1.png", base_masks())] * 2)
     with pytest.raises(CxrkitError, match=r"_ann2_annotations\.csv:3: row 'img1\.png': the same image id is on line 2"):

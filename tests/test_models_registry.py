@@ -8,7 +8,8 @@ import torch
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS
 from cxrkit.models import ModelCard, create_model, default_card, list_models
-from cxrkit.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, state_dict_sha256
+from cxrkit.models import load_checkpoint, read_checkpoint, save_checkpoint
+from cxrkit.models.checkpoint import state_dict_sha256
 
 
 def test_registry_lists_classifiers_with_cards():
@@ -21,7 +22,7 @@ def test_registry_lists_classifiers_with_cards():
 
 
 def test_unknown_model_names_choices():
-    with pytest.raises(CxrkitError, match="unknown model .densenet.; available: .*densenet121"):
+    with pytest.raises(CxrkitError, match="unknown model .densenet.; registered: .*densenet121"):
         create_model("densenet")
 
 

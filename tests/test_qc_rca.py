@@ -1,6 +1,6 @@
 """RCA quality control: registration recovers known motion, the estimate ranks segmentations by quality,
 `cxrkit qc` and `cxrkit segment --qc` on a tiny synthetic reference set, errors per row, learned
-registration smoke training, and the real JSRT path."""
+registration smoke training, and the real JSRT path (the shipped reference set: test_qc_reference.py)."""
 
 from __future__ import annotations
 
@@ -232,18 +232,28 @@ def test_calibration_fit_apply_round_trip_and_mismatch(tmp_path):
     other = Calibration("iterative", cal.coefficients, ("X",), None)
     with pytest.raises(CxrkitError, match="fitted for another"):
         RcaEstimator(ref, "iterative", calibration=other)
-    assert RcaEstimator(ref, "iterative").calibration is None  # the shipped one is for the JSRT reference set
+    assert RcaEstimator(ref, "iterative").calibration is None  # the shipped ones are for the shipped and JSRT sets
+    from cxrkit.qc.rca import make_estimator
+
+    assert make_estimator(ref, "iterative", calibration=str(tmp_path / "cal.json")).calibration == cal  # by path
+    with pytest.raises(CxrkitError, match="cannot read the RCA calibration"):
+        make_estimator(ref, "iterative", calibration=str(tmp_path / "missing.json"))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(CxrkitError, match="not an RCA calibration"):
         Calibration.load(tmp_path / "bad.json")
 
 
 @pytest.mark.realdata
-def test_shipped_calibration_applies_to_the_default_reference(shared):
+def test_shipped_calibration_applies_to_the_jsrt_expert_set(shared):
+    from cxrkit.qc.reference import shipped_reference
+
     ref = load_reference(shared("segmentation", "jsrt"))
     for method in ("learned", "iterative"):
         est = RcaEstimator(ref, method)
         assert est.calibration is not None and est.calibration.reference_ids == ref.ids
+        # each reference set gets its own calibration, never the other's
+        other = RcaEstimator(shipped_reference(), method).calibration
+        assert other is not None and other.reference_ids != ref.ids and other.coefficients != est.calibration.coefficients
 
 
 def test_bad_training_flags_are_clear_errors(tmp_path, capsys):
@@ -251,6 +261,6 @@ def test_bad_training_flags_are_clear_errors(tmp_path, capsys):
     (ref / "split.csv").write_text("id,split\nR0,train\nR1,train\nR2,val\n")
     assert main(["registration", "train", "--jsrt", str(ref), "--images", str(ref / "images"), "--out",
                  str(tmp_path / "run"), "--mask-weight", "-1", "--quiet"]) == 2
-    assert "mask_weight >= 0" in capsys.readouterr().err
+    assert "--mask-weight: expected a number >= 0, got -1" in capsys.readouterr().err  # the flag, not the Python name
     assert main(["bench", "lesions", "--out", str(tmp_path / "lb"), "--lse-r", "0"]) == 2
     assert "--lse-r must be a positive number" in capsys.readouterr().err

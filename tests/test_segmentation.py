@@ -157,11 +157,12 @@ def test_unet_baseline_trains_and_evaluates(tmp_path, capsys):
     capsys.readouterr()
     cv2.imwrite(str(tmp_path / "x.png"), np.zeros((64, 64), np.uint8))
     assert main(["segment", str(tmp_path / "x.png"), "--model", str(tmp_path / "u" / "best.pt"), "--out",
-                 str(tmp_path / "s.csv")]) == 2
-    assert "predicts no landmarks" in capsys.readouterr().err
+                 str(tmp_path / "s.csv")]) == 1  # a ModelError: the model cannot do what the command needs
+    assert "gives masks, not landmarks" in capsys.readouterr().err
 
 
 def test_segment_batches_give_the_same_rows_as_one_by_one(tmp_path):
+    from cxrkit.io.inputs import collect_images
     from cxrkit.segmentation.infer import segment_files
 
     model = create_model("hybridgnet", input_size=64).eval()
@@ -170,7 +171,67 @@ def test_segment_batches_give_the_same_rows_as_one_by_one(tmp_path):
     for i, shape in enumerate([(120, 100), (90, 90), (100, 130)]):
         paths.append(tmp_path / f"im{i}.png")
         cv2.imwrite(str(paths[-1]), rng.uniform(0, 255, shape).astype(np.uint8))
-    segment_files(model, paths, tmp_path / "one.csv", progress=False, batch_size=1)
-    segment_files(model, paths, tmp_path / "two.csv", progress=False, batch_size=2)
+    inputs = collect_images(paths)[1]
+    segment_files(model, inputs, tmp_path / "one.csv", progress=False, batch_size=1)
+    segment_files(model, inputs, tmp_path / "two.csv", progress=False, batch_size=2)
     assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
     assert len((tmp_path / "one.csv").read_text().splitlines()) == 4
+
+
+def test_unet_and_hybridgnet_get_the_same_augmentation_stream():
+    """Training draws (images, landmarks) identically for both models: passing masks adds no random draw."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((3, 1, 32, 32), dtype=np.float32))
+    pts = torch.from_numpy(rng.random((3, 120, 2), dtype=np.float32))
+    masks = torch.from_numpy((rng.random((3, 3, 32, 32)) > 0.5).astype(np.float32))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    xa, pa = augment(x, pts, g1)
+    xb, pb, mb = augment(x, pts, g2, masks=masks)
+    assert torch.equal(xa, xb) and torch.equal(pa, pb) and mb.shape == masks.shape
+    assert torch.equal(g1.get_state(), g2.get_state())  # the next step's draws match too
+
+
+def test_save_every_keeps_weight_snapshots(tmp_path):
+    from cxrkit.models import load_checkpoint, read_checkpoint
+
+    jsrt, lm = make_tiny_jsrt(tmp_path)
+    run = tmp_path / "run"
+    args = ["segmentation", "train", "--jsrt", str(jsrt), "--landmarks", str(lm), "--out", str(run),
+            "--input-size", "64", "--steps", "4", "--eval-every", "4", "--batch-size", "2", "--save-every", "2",
+            "--quiet"]
+    assert main(args) == 0
+    snaps = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert snaps == ["step-00002.pt", "step-00004.pt"]
+    final = read_checkpoint(run / "checkpoints" / "step-00004.pt")
+    assert "training" not in final  # weights only
+    assert final["card"].weights_sha256 == read_checkpoint(run / "last.pt")["card"].weights_sha256
+    assert read_checkpoint(run / "checkpoints" / "step-00002.pt")["card"].weights_sha256 != final["card"].weights_sha256
+    load_checkpoint(run / "checkpoints" / "step-00002.pt")
+    # the snapshot cadence does not change training: a run resumes with another --save-every
+    args[args.index("--steps") + 1] = "4"
+    args[args.index("--save-every") + 1] = "3"
+    assert main(args) == 0
+    assert main(args[:-3] + ["--save-every", "-1", "--quiet"]) == 2
+
+
+def test_evaluate_clean_up_counts_implausible_before_and_after(tmp_path, capsys):
+    import pandas as pd
+
+    jsrt, lm = make_tiny_jsrt(tmp_path)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "u.pt", create_model("unet", input_size=64))  # untrained: ragged masks
+    base = ["segmentation", "evaluate", "--model", str(tmp_path / "u.pt"), "--jsrt", str(jsrt), "--landmarks",
+            str(lm), "--split", "train", "--perturbations", "none", "occlusion", "--worst", "0", "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "raw")]) == 0
+    assert main(base + ["--out", str(tmp_path / "clean"), "--clean-up"]) == 0
+    out = capsys.readouterr().out
+    raw, clean = (pd.read_csv(tmp_path / d / "per_image.csv") for d in ("raw", "clean"))
+    assert not raw["clean_up"].any() and clean["clean_up"].all()
+    assert (raw["plausible"] == raw["plausible_raw"]).all()
+    assert (clean["plausible_raw"] == raw["plausible"]).all()  # the same predictions before the clean-up
+    s = pd.read_csv(tmp_path / "clean" / "summary.csv")
+    assert s["implausible_raw"].sum() > 0  # an untrained unet's masks are fragmented...
+    assert (s["implausible"] <= s["implausible_raw"]).all()
+    assert (clean.loc[~clean["plausible"], "dice"] == 0).all()  # ...after the clean-up only empty masks can be
+    assert f"implausible masks: {int(s['implausible_raw'].sum())} of {len(clean)} as predicted, " \
+           f"{int(s['implausible'].sum())} after the clean-up" in out

@@ -23,10 +23,14 @@ SAMPLES = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images")
 SAMPLE = SAMPLES / "00009745_000.png"
 
 
+CLASSIFIER = "resnet_lite_lesions"  # the shipped benchmark model, named explicitly (no classifier is a default)
+
+
 def _analyzer():
     from cxrkit.analysis.analyze import Analyzer
+    from cxrkit.models import load_model
 
-    return Analyzer(qc=None, qc_note="quality control not run in tests")
+    return Analyzer(load_model(CLASSIFIER, device="cpu"), qc=None, qc_note="quality control not run in tests")
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +40,12 @@ def results(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("results")
     second = min(p for p in SAMPLES.glob("*.png") if p != SAMPLE)
-    assert main(["analyze", str(SAMPLE), str(second), "--out", str(out), "--no-qc", "--quiet", "--heatmaps"]) == 0
+    assert main(["analyze", str(SAMPLE), str(second), "--out", str(out), "--no-qc", "--quiet", "--heatmaps",
+                 "--model", CLASSIFIER, "--device", "cpu"]) == 0
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
     (out / "link.json").symlink_to(outside / "secret.json")
+    (out / "linkdir").symlink_to(outside, target_is_directory=True)  # a folder link out of the results folder
     (out / "other.json").write_text(json.dumps({"not": "an analysis"}))
     (out / "broken.json").write_text("{ not json")
     (out / ".hidden.json").write_text((out / f"{SAMPLE.stem}.json").read_text())
@@ -63,8 +69,13 @@ def _png_header(w, h):
 
 def test_health_models_viewer(client):
     assert client.get("/healthz").json() == {"status": "ok"}
-    names = [m["name"] for m in client.get("/v1/models").json()["models"]]
-    assert names == ["resnet_lite_lesions", "hybridgnet"]
+    body = client.get("/v1/models").json()
+    names = [m["name"] for m in body["models"]]
+    assert names == ["resnet_lite_lesions", "hybridgnet"] and body["classifier"] == CLASSIFIER
+    cards = {m["name"]: m for m in body["models"]}
+    assert cards["resnet_lite_lesions"]["provenance"]["synthetic"] is True
+    assert "JSRT" in cards["hybridgnet"]["provenance"]["training_data"]
+    assert cards["hybridgnet"]["provenance"]["intended_use"] and cards["hybridgnet"]["role"] == "segmenter"
     page = client.get("/")
     assert page.status_code == 200 and "cxrkit viewer" in page.text and "/v1/analyze" in page.text
     assert client.get("/openapi.json").status_code == 200
@@ -74,7 +85,7 @@ def test_analyze_returns_the_analyze_json(client, results):
     r = client.post("/v1/analyze", files={"file": ("../../etc/x ray.png", SAMPLE.read_bytes(), "image/png")})
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert doc["schema_version"] == "1.1" and doc["image"] == "x ray.png"  # only the last path component
+    assert doc["schema_version"] == "1.2" and doc["image"] == "x ray.png"  # only the last path component
     assert (doc["width"], doc["height"]) == (1024, 1024) and len(doc["segmentation"]["landmarks"]) == 120
     assert "heatmaps" not in doc  # opt-in
     cli = json.loads((results / f"{SAMPLE.stem}.json").read_text())
@@ -93,9 +104,17 @@ def test_heatmaps_are_compact_low_res_pngs(client, results):
     assert set(hm["maps"]) == set(doc["classifier"]["labels"]) and (hm["width"], hm["height"]) == (128, 128)
     assert len(json.dumps(hm)) < 40_000 * len(hm["maps"])
     for entry in hm["maps"].values():
-        assert entry["png"].startswith("data:image/png;base64,") and entry["max"] >= 0
+        assert entry["png"].startswith("data:image/png;base64,") and entry["max"] > entry["min"]
         heat = decode_heatmap(entry)
         assert heat.shape == (128, 128) and heat.max() == pytest.approx(entry["max"], rel=0.01, abs=1e-6)
+        assert heat.min() == pytest.approx(entry["min"], rel=0.01, abs=1e-6)
+        # min-max over the map's own range: visible for any image, whatever the sign of the CAM values
+        import base64
+
+        import cv2
+
+        q = cv2.imdecode(np.frombuffer(base64.b64decode(entry["png"].split(",", 1)[1]), np.uint8), 0)
+        assert q.min() == 0 and q.max() == 255
     assert client.post("/v1/analyze?heatmaps=maybe", files={"file": ("x.png", b"x", "image/png")}).status_code == 422
 
 
@@ -106,8 +125,9 @@ def test_browse_lists_serves_json_and_preview(client, results):
     assert r.status_code == 200, r.text
     body = r.json()
     stems = [it["stem"] for it in body["results"]]
-    assert SAMPLE.stem in stems and "nopreview" in stems and body["count"] == len(stems) == 3
-    assert not {"link", "other", "broken", ".hidden", "nested", "sub"} & set(stems)
+    assert SAMPLE.stem in stems and "nopreview" in stems and "sub/nested" in stems and body["count"] == len(stems) == 4
+    assert not {"link", "other", "broken", ".hidden", "nested", "sub", "linkdir/secret"} & set(stems)
+    assert client.get("/v1/results/sub/nested").status_code == 200  # analyze mirrors input trees
     it = body["results"][stems.index(SAMPLE.stem)]
     assert it["image"] == SAMPLE.name and it["has_image"] and it["heatmaps"] and len(it["top_findings"]) == 3
     assert 0.3 < it["ctr"] < 0.8 and it["qc"] is None
@@ -127,7 +147,8 @@ def test_browse_lists_serves_json_and_preview(client, results):
 @pytest.mark.parametrize("path", [
     "/v1/results/..%2F..%2Fetc%2Fpasswd", "/v1/results/..%2Foutside%2Fsecret", "/v1/results/%2E%2E",
     "/v1/results/..%2F..%2Fetc%2Fpasswd/image", "/v1/results/%2Fetc%2Fpasswd", "/v1/results/..%5C..%5Cx",
-    "/v1/results/link", "/v1/results/other", "/v1/results/broken", "/v1/results/.hidden", "/v1/results/sub%2Fnested",
+    "/v1/results/link", "/v1/results/other", "/v1/results/broken", "/v1/results/.hidden", "/v1/results/linkdir/secret",
+    "/v1/results/linkdir%2Fsecret", "/v1/results/sub/..%2F..%2Fx",
     "/v1/results/00009745_000.preview", "/v1/results/00009745_000.json", "/v1/results/link/image",
     "/v1/results/nosuch", "/v1/results/nosuch/image",
 ])
@@ -218,6 +239,36 @@ def test_serve_cli_passes_its_limits_and_rejects_bad_ones(monkeypatch, capsys):
     assert main(["serve", "--port", "8123", "--max-upload-mb", "1", "--max-queue", "2"]) == 0
     assert seen["port"] == 8123 and seen["host"] == "127.0.0.1" and seen["app"].title == "cxrkit"
     assert main(["serve", "--max-concurrent", "0"]) == 2
-    assert "serve limits must be positive" in capsys.readouterr().err
+    assert "--max-concurrent: expected a whole number >= 1, got 0" in capsys.readouterr().err
     assert main(["serve", "--results", "/nonexistent/results"]) == 2
     assert "'/nonexistent/results' does not exist" in capsys.readouterr().err
+
+
+def test_default_app_runs_no_classifier():
+    """No classifier trained on real labels ships, so the default service runs none and says so."""
+    app = create_app(lambda: __import__("cxrkit.analysis.analyze", fromlist=["Analyzer"]).Analyzer(qc=None))
+    with TestClient(app) as c:
+        body = c.get("/v1/models").json()
+        assert [m["name"] for m in body["models"]] == ["hybridgnet"] and body["classifier"] is None
+        doc = c.post("/v1/analyze", files={"file": ("a.png", SAMPLE.read_bytes(), "image/png")}).json()
+        assert doc["classifier"] is None and doc["probabilities"] == {} and doc["boxes"] == []
+        assert len(doc["segmentation"]["landmarks"]) == 120
+
+
+def test_internal_errors_are_500_not_400():
+    """Only cxrkit's input errors become 4xx; a bug inside the analysis is a 500 (and logged)."""
+
+    class Broken:
+        classifier = None
+        qc = None
+
+        class segmenter:  # noqa: N801 - a stand-in with a card
+            card = type("C", (), {"to_dict": staticmethod(lambda: {"name": "x"})})()
+
+        def analyze(self, *a, **k):
+            raise TypeError("a bug")
+
+    with TestClient(create_app(Broken), raise_server_exceptions=False) as c:
+        r = c.post("/v1/analyze", files={"file": ("a.png", SAMPLE.read_bytes(), "image/png")})
+        assert r.status_code == 500 and "internal error" in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200

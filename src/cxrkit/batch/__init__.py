@@ -33,7 +33,7 @@ from cxrkit.batch.shards import (
     write_success,
 )
 from cxrkit.batch.tasks import KINDS, TaskSpec, build_task, describe
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, sp
     ``_SUCCESS.json`` (rows, errors, shards, seconds, engine) is written when every shard is committed.
     """
     if engine not in ENGINES:
-        raise CxrkitError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+        raise UsageError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     t0 = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, path_column, id_column)

@@ -2,8 +2,9 @@
 
 The ``path`` column (another name with ``path_column``) holds PNG/JPEG/DICOM paths; relative paths are
 resolved against the manifest's own folder, so a manifest and its images can be moved together. An
-optional id column (``id_column``) gives each row's ``image_id``; without one the file name is used (as
-CheXmask's ``ImageID``). Rows keep their manifest order: row ``i`` of the manifest is ``row_index`` ``i``
+optional id column (``id_column``) gives each row's ``image_id``; without one it is the image's identity, its
+path relative to the common parent folder of all the manifest's paths (:mod:`cxrkit.io.inputs`; for images
+of one flat folder, the file name, as CheXmask's ``ImageID``). Rows keep their manifest order: row ``i`` of the manifest is ``row_index`` ``i``
 of the results.
 """
 
@@ -16,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,27 @@ def read_manifest(path: str | os.PathLike, path_column: str = "path", id_column:
     """
     source = Path(path).resolve()
     if not source.is_file():
-        raise CxrkitError(f"{path}: manifest not found")
+        raise UsageError(f"{path}: manifest not found")
     table = _read_table(source)
     columns = [str(c) for c in table.columns]
     for what, col in (("path", path_column), ("id", id_column)):
         if col is not None and col not in columns:
-            raise CxrkitError(f"{path}: no {what} column {col!r}; the manifest's columns are {columns} "
+            raise UsageError(f"{path}: no {what} column {col!r}; the manifest's columns are {columns} "
                               f"(choose one with --{what}-column)")
     base = source.parent
-    rows = []
     ids = table[id_column].tolist() if id_column else None
-    for i, raw in enumerate(table[path_column].tolist()):
+    resolved = []
+    for raw in table[path_column].tolist():
         text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
-        resolved = str(base / text) if text and not os.path.isabs(text) else text
-        image_id = str(ids[i]) if ids is not None and ids[i] is not None else Path(text).name
-        rows.append(ManifestRow(i, resolved, image_id))
+        resolved.append(str(base / text) if text and not os.path.isabs(text) else text)
+    root = _common_folder([p for p in resolved if p])
+    rows = []
+    for i, path in enumerate(resolved):
+        if ids is not None and ids[i] is not None:
+            image_id = str(ids[i])
+        else:
+            image_id = os.path.relpath(path, root).replace(os.sep, "/") if path and root else Path(path).name
+        rows.append(ManifestRow(i, path, image_id))
     log.info("%s: %d rows", source, len(rows))
     return Manifest(source, tuple(rows))
 
@@ -108,3 +115,10 @@ def write_manifest(paths: list[str | os.PathLike], out: str | os.PathLike, path_
     w.writerows([str(p)] for p in paths)
     write_text(out, buf.getvalue())
     return Path(out)
+
+
+def _common_folder(paths: list[str]) -> str | None:
+    """The deepest folder holding every path (whether or not the files exist), or None for no paths."""
+    if not paths:
+        return None
+    return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])

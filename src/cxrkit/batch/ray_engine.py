@@ -29,7 +29,7 @@ from pathlib import Path
 from cxrkit.batch.manifest import Manifest, ManifestRow
 from cxrkit.batch.shards import ShardPlan, compute_and_write
 from cxrkit.batch.tasks import TaskSpec, build_task
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if self.actors < 1:
-            raise CxrkitError(f"--ray-actors must be >= 1, got {self.actors}")
+            raise UsageError(f"--ray-actors must be >= 1, got {self.actors}")
         if self.num_cpus < 0 or self.num_gpus < 0:
-            raise CxrkitError("--ray-num-cpus and --ray-num-gpus must be >= 0")
+            raise UsageError("--ray-num-cpus and --ray-num-gpus must be >= 0")
 
 
 class ShardActor:
@@ -156,8 +156,8 @@ def run_ray(spec: TaskSpec, manifest: Manifest, plan: ShardPlan, shards: Sequenc
     require("ray.data", "ray")
     from tqdm.auto import tqdm
 
-    if opts.num_gpus == 0 and spec.device != "cpu":
-        raise CxrkitError(f"device {spec.device!r} needs GPUs for the actors: pass --ray-num-gpus")
+    if opts.num_gpus == 0 and str(spec.device).startswith("cuda"):
+        raise UsageError(f"device {spec.device!r} needs GPUs for the actors: pass --ray-num-gpus")
     spec = spec if spec.threads else replace(spec, threads=max(1, int(opts.num_cpus)))
     items = [{"shard": k, "rows": json.dumps([[r.row_index, r.path, r.image_id] for r in plan.rows_of(manifest, k)])}
              for k in shards]

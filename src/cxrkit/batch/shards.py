@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrkit.batch.manifest import Manifest, ManifestRow
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ShardPlan:
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
-            raise CxrkitError(f"shard size must be >= 1, got {self.shard_size}")
+            raise UsageError(f"shard size must be >= 1, got {self.shard_size}")
 
     @property
     def shards(self) -> int:
@@ -89,15 +89,15 @@ def prepare_dir(task_dir: str | os.PathLike, doc: dict, overwrite: bool = False)
         try:
             old = json.loads(plan_file.read_text())
         except (OSError, ValueError) as exc:
-            raise CxrkitError(f"{plan_file}: unreadable plan ({exc}); use --overwrite to start over") from None
+            raise UsageError(f"{plan_file}: unreadable plan ({exc}); use --overwrite to start over") from None
         diff = [k for k in _PLAN_KEYS if old.get(k) != doc.get(k)]
         if diff:
-            raise CxrkitError(f"{plan_file}: {task_dir} holds another job (differs in {', '.join(diff)}: "
+            raise UsageError(f"{plan_file}: {task_dir} holds another job (differs in {', '.join(diff)}: "
                               f"{ {k: old.get(k) for k in diff} } vs { {k: doc.get(k) for k in diff} }); "
                               "use another --out or --overwrite to start over")
         return
     elif task_dir.is_dir() and any(task_dir.glob("shard-*.parquet")):
-        raise CxrkitError(f"{task_dir}: has shard files but no {PLAN_FILE}; use another --out or --overwrite")
+        raise UsageError(f"{task_dir}: has shard files but no {PLAN_FILE}; use another --out or --overwrite")
     task_dir.mkdir(parents=True, exist_ok=True)
     write_text(plan_file, json.dumps(doc, indent=1) + "\n")
 

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 
 from cxrkit.batch.manifest import ManifestRow
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
 
 KINDS = ("segment", "predict", "analyze")
 BASE_COLUMNS = ("row_index", "path", "image_id", "error")
-DEFAULT_CLASSIFIER = "resnet_lite_lesions"
 DEFAULT_SEGMENTER = "hybridgnet"
 
 
@@ -38,8 +37,9 @@ class TaskSpec:
 
     Attributes:
         kind: ``segment``, ``predict`` or ``analyze``.
-        model: checkpoint path of the task's main model (the landmark model for ``segment``, the
-            classifier for ``predict``/``analyze``); None for the weights shipped in the package.
+        model: the task's main model, a registry name with shipped weights or a checkpoint path: the landmark
+            model for ``segment`` (None: the shipped ``hybridgnet``), the classifier for ``predict`` (required)
+            and ``analyze`` (None: no classification, as ``cxrkit analyze``).
         segmentation_model: landmark checkpoint for ``analyze`` (None: shipped ``hybridgnet``).
         qc: :func:`cxrkit.qc.rca.make_estimator` keyword arguments to fill the Dice RCA columns
             (``segment``) or the ``qc`` object (``analyze``); None: no quality control.
@@ -59,16 +59,20 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise CxrkitError(f"unknown batch task {self.kind!r}; choose one of {KINDS}")
+            raise UsageError(f"unknown batch task {self.kind!r}; choose one of {KINDS}")
         if self.batch_size < 1:
-            raise CxrkitError(f"batch size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.kind == "predict" and not self.model:
+            raise UsageError("batch predict needs --model (a classifier checkpoint or registry name)")
 
 
-def _card(checkpoint: str | None, default: str):
-    from cxrkit.models import default_card
-    from cxrkit.models.checkpoint import read_checkpoint
+def _card(spec: str | None, default: str):
+    from cxrkit.models import default_card, read_checkpoint
+    from cxrkit.models.registry import is_checkpoint_path
 
-    return default_card(default) if checkpoint is None else read_checkpoint(checkpoint)["card"]
+    if spec is None:
+        return default_card(default)
+    return read_checkpoint(spec)["card"] if is_checkpoint_path(spec) else default_card(spec)
 
 
 def model_cards(spec: TaskSpec) -> dict[str, Any]:
@@ -76,7 +80,7 @@ def model_cards(spec: TaskSpec) -> dict[str, Any]:
     ``classifier``), read without building the networks (for the plan and the output schema)."""
     if spec.kind == "segment":
         return {"segmenter": _card(spec.model, DEFAULT_SEGMENTER)}
-    cards = {"classifier": _card(spec.model, DEFAULT_CLASSIFIER)}
+    cards = {"classifier": _card(spec.model, "")} if spec.model else {}
     if spec.kind == "analyze":
         cards["segmenter"] = _card(spec.segmentation_model, DEFAULT_SEGMENTER)
     return cards
@@ -99,7 +103,8 @@ def schema(spec: TaskSpec):
         types = {"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(),
                  "Width": pa.int64()}
         return pa.schema(base + [(c, types.get(c, pa.string())) for c in COLUMNS])
-    labels = model_cards(spec)["classifier"].labels
+    cards = model_cards(spec)
+    labels = cards["classifier"].labels if "classifier" in cards else ()
     cols = [("width", pa.int64()), ("height", pa.int64())] + [(f"prob_{k}", pa.float64()) for k in labels]
     if spec.kind == "predict":
         return pa.schema(base + cols + [("boxes", pa.string())])
@@ -109,40 +114,6 @@ def schema(spec: TaskSpec):
 def _message(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, CxrkitError) else text
-
-
-class _OnDevice:
-    """A cxrkit model run on another device: CPU-made inputs are moved there, outputs are moved back, so the
-    CPU-side inference functions work unchanged."""
-
-    def __init__(self, model, device: str) -> None:
-        self.model = model.to(device)
-        self.device = device
-        self.card = model.card
-
-    def preprocess(self, images):
-        return self.model.preprocess(images)
-
-    def __call__(self, x):
-        return _to_cpu(self.model(x.to(self.device)))
-
-    def forward_with_cams(self, x, *args, **kwargs):
-        return _to_cpu(self.model.forward_with_cams(x.to(self.device), *args, **kwargs))
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-
-def _to_cpu(out):
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out.cpu()
-    if isinstance(out, dict):
-        return {k: _to_cpu(v) for k, v in out.items()}
-    if isinstance(out, (tuple, list)):
-        return type(out)(_to_cpu(v) for v in out)
-    return out
 
 
 class BatchTask:
@@ -162,14 +133,10 @@ class BatchTask:
 
             self._qc = make_estimator(**spec.qc)
 
-    def _load(self, checkpoint: str | None, default: str):
-        from cxrkit.models import create_model
-        from cxrkit.models.checkpoint import load_checkpoint
+    def _load(self, spec: str | None, default: str | None, task: str, needs: str):
+        from cxrkit.models import load_model
 
-        return load_checkpoint(checkpoint) if checkpoint else create_model(default, pretrained=True)
-
-    def _place(self, model):
-        return model if self.spec.device == "cpu" else _OnDevice(model, self.spec.device)
+        return load_model(spec, default=default, task=task, needs=needs, device=self.spec.device)
 
     def run(self, rows: Sequence[ManifestRow]) -> list[dict]:
         """Result rows for ``rows`` in the same order; bad images become error rows."""
@@ -221,13 +188,7 @@ class SegmentTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        from cxrkit.segmentation.infer import predicts_landmarks
-
-        model = self._load(spec.model, DEFAULT_SEGMENTER)
-        if not predicts_landmarks(model):
-            raise CxrkitError(f"{spec.model}: model {model.card.name!r} predicts no landmarks; CheXmask rows "
-                              "need a landmark model")
-        self.model = self._place(model)
+        self.model = self._load(spec.model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
 
     def _compute(self, items):
         from cxrkit.segmentation.infer import predict_landmarks, segmentation_row
@@ -248,14 +209,14 @@ class PredictTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        self.model = self._place(self._load(spec.model, DEFAULT_CLASSIFIER))
+        self.model = self._load(spec.model, None, "classification", "logits")
 
     def _compute(self, items):
         from cxrkit.classification.predict import predict_images
 
         preds = predict_images(self.model, [x.pixels for _, x in items], [r.image_id for r, _ in items],
                                box_policy=self.spec.box_policy, keep_heatmaps=False,
-                               bf16=self.spec.device == "cpu")
+                               bf16=True)
         out = []
         for p in preds:
             doc = p.to_json()
@@ -274,8 +235,9 @@ class AnalyzeTask(BatchTask):
         from cxrkit.analysis.analyze import Analyzer
 
         note = "" if self._qc is not None else "quality control not run (cxrkit batch without --qc)"
-        self.analyzer = Analyzer(self._place(self._load(spec.model, DEFAULT_CLASSIFIER)),
-                                 self._place(self._load(spec.segmentation_model, DEFAULT_SEGMENTER)), self._qc, note)
+        classifier = self._load(spec.model, None, "classification", "logits") if spec.model else None
+        self.analyzer = Analyzer(classifier, self._load(spec.segmentation_model, DEFAULT_SEGMENTER, "segmentation",
+                                                        "landmarks"), self._qc, note)
 
     def _compute(self, items):
         out = []

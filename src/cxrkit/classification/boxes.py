@@ -18,6 +18,13 @@ Input: a heatmap (H, W) at the original image's resolution, any float range (CAM
   Boxes overlapping a better one by IoU > ``nms_iou`` are dropped, as are boxes smaller than
   ``min_area`` (a fraction of the image area); at most ``max_boxes``. Regions are found on a copy of the
   heatmap reduced to at most 256 px (CAMs are smooth upsamplings of coarse maps) and scaled back.
+* ``threshold`` (the paper's normalization, one threshold, a choice of region rule): min-max normalize to
+  [0, 1]; the binary map ``value >= threshold``; then ``component="each"``: one box per 8-connected region,
+  ranked by the region's peak (the paper's rule at a single threshold: ``threshold=60/255`` gives exactly
+  the paper's T=60 boxes), ``"largest"``: the same boxes ranked by region area, or ``"union"``: one box
+  around every pixel above the threshold. Score = the region's peak (``each``, ``union``) or its area as a
+  fraction of the image (``largest``), in [0, 1]. The lesion benchmark chooses threshold and rule on its
+  validation images (:data:`cxrkit.classification.lesion_bench.BOX_CANDIDATES`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import numpy as np
 
 from cxrkit.errors import CxrkitError
 
-METHODS = ("paper", "adaptive")
+METHODS = ("paper", "adaptive", "threshold")
+COMPONENT_RULES = ("each", "largest", "union")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,73 @@ def paper_boxes(heatmap: np.ndarray, thresholds: tuple[float, ...] = (60, 180)) 
     return [b for _, _, b in ranked]
 
 
+def threshold_boxes(heatmap: np.ndarray, threshold: float = 60 / 255, component: str = "each") -> list[Box]:
+    """Boxes of the regions of the min-max normalized map at or above ``threshold`` (a fraction in (0, 1]),
+    best first under the ``component`` rule (see the module doc); ``[]`` for a constant map."""
+    if not 0 < float(threshold) <= 1:
+        raise CxrkitError(f"threshold_boxes threshold must be in (0, 1] (a fraction of the map's range), got {threshold!r}")
+    if component not in COMPONENT_RULES:
+        raise CxrkitError(f"threshold_boxes component {component!r} is not one of {COMPONENT_RULES}")
+    n = _normalize255(heatmap)
+    if n is None:
+        return []
+    binary = (n >= float(threshold) * 255.0).astype(np.uint8)
+    if component == "union":
+        ys, xs = np.nonzero(binary)
+        return [Box(float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1),
+                    1.0)]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    ranked: list[tuple[float, Box]] = []
+    for k in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[k])
+        if component == "largest":
+            score = area / float(binary.size)
+        else:
+            score = float(n[y : y + h, x : x + w][labels[y : y + h, x : x + w] == k].max()) / 255.0
+        ranked.append((score, Box(float(x), float(y), float(w), float(h), min(1.0, score))))
+    ranked.sort(key=lambda r: -r[0])
+    return [b for _, b in ranked]
+
+
+def top_threshold_boxes(heatmap: np.ndarray, thresholds: tuple[float, ...],
+                        components: tuple[str, ...] = COMPONENT_RULES) -> dict[tuple[float, str], Box | None]:
+    """The best box of :func:`threshold_boxes` for every (threshold, component rule), computed together.
+
+    One normalization and one connected-component pass per threshold; each value equals
+    ``threshold_boxes(heatmap, t, c)[0]`` (``None`` for a constant map). Under ``each`` the best region is
+    the one holding the global maximum (its peak is 1), so the paper's top box is ``(180 / 255, "each")``.
+    """
+    bad = [c for c in components if c not in COMPONENT_RULES]
+    if bad:
+        raise CxrkitError(f"top_threshold_boxes component {bad[0]!r} is not one of {COMPONENT_RULES}")
+    n = _normalize255(heatmap)
+    out: dict[tuple[float, str], Box | None] = {}
+    if n is None:
+        return {(float(t), c): None for t in thresholds for c in components}
+    py, px = np.unravel_index(int(np.argmax(n)), n.shape)
+    for t in thresholds:
+        if not 0 < float(t) <= 1:
+            raise CxrkitError(f"top_threshold_boxes threshold must be in (0, 1], got {t!r}")
+        binary = (n >= float(t) * 255.0).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        regions = stats[1:]
+        for c in components:
+            if c == "union":
+                x0, y0 = regions[:, 0].min(), regions[:, 1].min()
+                x1, y1 = (regions[:, 0] + regions[:, 2]).max(), (regions[:, 1] + regions[:, 3]).max()
+                box = Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0), 1.0)
+            else:
+                k = int(labels[py, px]) if c == "each" else 1 + int(np.argmax(regions[:, 4]))
+                x, y, w, h, area = (int(v) for v in stats[k])
+                if c == "each":
+                    score = 1.0
+                else:  # ties in area: the first region in scan order, as threshold_boxes' stable sort
+                    score = area / float(binary.size)
+                box = Box(float(x), float(y), float(w), float(h), score)
+            out[(float(t), c)] = box
+    return out
+
+
 def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: float = 0.3,
                    peak_distance: float = 0.06, nms_iou: float = 0.3, max_boxes: int = 5,
                    min_area: float = 0.0) -> list[Box]:
@@ -125,11 +200,12 @@ def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: fl
 
 
 def heatmap_to_boxes(heatmap: np.ndarray, method: str = "paper", **kwargs) -> list[Box]:
-    """Dispatch to :func:`paper_boxes` or :func:`adaptive_boxes` (keyword arguments passed on).
+    """Dispatch to :func:`paper_boxes`, :func:`adaptive_boxes` or :func:`threshold_boxes` (keyword arguments
+    passed on).
 
     An unknown ``method`` or keyword is a :class:`CxrkitError` listing the valid choices.
     """
-    funcs = {"paper": paper_boxes, "adaptive": adaptive_boxes}
+    funcs = {"paper": paper_boxes, "adaptive": adaptive_boxes, "threshold": threshold_boxes}
     if method not in funcs:
         raise CxrkitError(f"unknown box method {method!r}; choose one of {METHODS}")
     import inspect

@@ -19,13 +19,14 @@ from cxrkit.io.geometry import SquareResize
 METHODS = ("cam", "gradcam")
 
 
-def cam(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities (N, K) and CAMs (N, K, h, w): ``sum_c w_kc f_c`` (Zhou et al. 2016), ReLU'd."""
+def cam(model, x: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (N, K) and CAMs (N, K, h, w): ``sum_c w_kc f_c`` (Zhou et al. 2016), ReLU'd unless
+    ``clip=False`` (the raw per-location class scores, in logit units, for display)."""
     if not hasattr(model, "forward_with_cams"):
         raise CxrkitError(f"model {type(model).__name__} has no GAP + linear head; use method='gradcam'")
     with torch.inference_mode():
         logits, maps = model.forward_with_cams(x)
-    return torch.sigmoid(logits.float()), torch.relu(maps.float())
+    return torch.sigmoid(logits.float()), torch.relu(maps.float()) if clip else maps.float()
 
 
 def grad_cam(model, x: torch.Tensor, target_layer: torch.nn.Module | None = None,
@@ -35,6 +36,8 @@ def grad_cam(model, x: torch.Tensor, target_layer: torch.nn.Module | None = None
     ``target_layer`` defaults to ``model.target_layer`` (the last feature map). Each map is
     ``ReLU(sum_c alpha_kc A_c)`` with ``alpha_kc`` the spatial mean of d logit_k / d A_c.
     """
+    if getattr(model, "flip_averaging", False):
+        raise CxrkitError("grad_cam: this model averages the class maps of flipped inputs (cam_flips); use method='cam'")
     layer = target_layer if target_layer is not None else getattr(model, "target_layer", None)
     if layer is None:
         raise CxrkitError("grad_cam needs target_layer= for a model without .target_layer")
@@ -64,10 +67,10 @@ def grad_cam(model, x: torch.Tensor, target_layer: torch.nn.Module | None = None
     return torch.sigmoid(logits.detach()), torch.stack(maps, dim=1)
 
 
-def heatmaps(model, x: torch.Tensor, method: str = "cam") -> tuple[torch.Tensor, torch.Tensor]:
-    """Dispatch to :func:`cam` or :func:`grad_cam`."""
+def heatmaps(model, x: torch.Tensor, method: str = "cam", clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dispatch to :func:`cam` (``clip=False``: raw CAMs) or :func:`grad_cam` (always ReLU'd, by definition)."""
     if method == "cam":
-        return cam(model, x)
+        return cam(model, x, clip=clip)
     if method == "gradcam":
         return grad_cam(model, x)
     raise CxrkitError(f"unknown heatmap method {method!r}; choose one of {METHODS}")
@@ -83,8 +86,8 @@ def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     is enough to push a small lesion's box off the lesion. Pixels beyond the last centre take its value.
     """
     n, k, h, w = maps.shape
-    my = _interp_matrix(size, h, size / h)
-    mx = _interp_matrix(size, w, size / w)
+    my = _interp_matrix(size, h, size / h).to(maps.device)
+    mx = _interp_matrix(size, w, size / w).to(maps.device)
     return torch.einsum("ph,nkhw,qw->nkpq", my, maps.float(), mx)
 
 
@@ -97,6 +100,28 @@ def _interp_matrix(size: int, cells: int, stride: float) -> torch.Tensor:
     np.add.at(m, (np.arange(size), k0), 1 - frac)
     np.add.at(m, (np.arange(size), k1), frac)
     return torch.from_numpy(m)
+
+
+def original_maps(model, images: Sequence[np.ndarray], method: str = "cam", bf16: bool = True,
+                  clip: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Probabilities (N, K) and, per image, heatmaps (K, H, W) at that image's original resolution.
+
+    ``images``: grayscale arrays (H, W), any size and dtype (``model.preprocess`` pads each to a centred square
+    and resizes it). The maps are :func:`heatmaps` (``clip`` as there) brought to model-input resolution by
+    :func:`upsample` and mapped back to the original pixels (undo resize and pad); values in the CAM's units
+    (>= 0 when clipped). For boxes by min-max normalization use ``clip=False``: where a finding's map is negative
+    almost everywhere (LSE pooling plus the head's bias allows it), the clipped map is flat and holds no box.
+    """
+    x, geoms = model.preprocess(list(images))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        if method == "gradcam":
+            probs, maps = heatmaps(model, x.clone(), method)
+        else:
+            with torch.inference_mode():
+                probs, maps = heatmaps(model, x, method, clip=clip)
+    up = upsample(maps, model.card.input_size).numpy()
+    full = [np.stack([g.map_to_original(m) for m in up[i]]) for i, g in enumerate(geoms)]
+    return probs.float().numpy(), full
 
 
 def to_original(heatmap: np.ndarray, geom: SquareResize) -> np.ndarray:

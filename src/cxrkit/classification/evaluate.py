@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_bytes, write_text
 from cxrkit.metrics.auroc import auroc, auroc_table, roc_curve
@@ -69,7 +69,7 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"Image Index": str})
     except FileNotFoundError:
-        raise CxrkitError(f"{path}: predictions file not found") from None
+        raise UsageError(f"{path}: predictions file not found") from None
     except Exception as exc:  # pandas raises many types for a bad CSV
         raise CxrkitError(f"{path}: not a readable CSV ({exc})") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -136,7 +136,7 @@ def evaluate_predictions(predictions: str | os.PathLike, metadata: str | os.Path
     from cxrkit.data.nih import read_metadata
 
     if n_boot < 0:
-        raise CxrkitError(f"n_boot must be >= 0, got {n_boot}")
+        raise UsageError(f"n_boot must be >= 0, got {n_boot}")
     preds = read_predictions(predictions)
     labels = match_labels(preds, read_metadata(metadata), str(predictions), str(metadata))
     scores = preds[list(FINDINGS)].to_numpy(dtype=np.float64)

@@ -2,8 +2,8 @@
 
 Given finished ``cxrkit bench lesions`` runs with the same data settings (e.g. LSE sharpness r = 10 and
 r = 4), choose on the **validation** images, for each finding, the run whose heatmaps localize it best
-(accuracy at T(IoBB)=0.5; ties keep the earlier run), and the heatmap-to-box setting that maximizes the
-combined validation accuracy; then score the combined model once on the test images. The combined model
+(mean IoU of the top box with the inserted box; ties keep the earlier run), and the heatmap-to-box setting that
+maximizes the combined validation mean IoU; then score the combined model once on the test images. The combined model
 is a :class:`~cxrkit.models.families.ensemble.FindingEnsemble` checkpoint (``DIR/model.pt``) that
 ``cxrkit predict`` loads like any classifier. Outputs as ``cxrkit bench lesions``: ``metrics.json``,
 ``test_predictions.csv``, ``roc.png``, ``overlays.png``.
@@ -34,7 +34,8 @@ from cxrkit.io.atomic import write_text
 log = logging.getLogger(__name__)
 
 # Settings that only shape training; runs may differ in these and still be composed.
-TRAINING_ONLY = ("lse_r", "epochs", "lr", "batch_size", "num_workers", "augment", "box_method", "model")
+TRAINING_ONLY = ("lse_r", "epochs", "lr", "batch_size", "num_workers", "augment", "box_method", "model", "cam_flips",
+                 "cam_flips_train", "cam_stride", "dilate")
 
 
 def _run_config(run: Path) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def _run_config(run: Path) -> dict[str, Any]:
 
 
 def _data_config(configs: list[dict[str, Any]], runs: Sequence[Path]) -> LesionBenchConfig:
-    shared = [{k: v for k, v in c.items() if k not in TRAINING_ONLY} for c in configs]
+    # The data follow data_seed (older runs: seed); the training seed itself may differ between runs.
+    shared = [{**{k: v for k, v in c.items() if k not in TRAINING_ONLY + ("seed", "data_seed")},
+               "data_seed": c["seed"] if c.get("data_seed") is None else c["data_seed"]} for c in configs]
     for run, c in zip(runs[1:], shared[1:]):
         diff = sorted(k for k in c if c[k] != shared[0].get(k))
         if diff:
@@ -57,7 +60,7 @@ def _data_config(configs: list[dict[str, Any]], runs: Sequence[Path]) -> LesionB
 def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | Path,
                  metadata: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Choose per finding among ``runs`` on validation, write and score the combined model (see module doc)."""
-    from cxrkit.models.checkpoint import load_checkpoint, save_checkpoint
+    from cxrkit.models import load_checkpoint, save_checkpoint
     from cxrkit.models.families.ensemble import make_ensemble
 
     t0 = time.perf_counter()
@@ -74,10 +77,11 @@ def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | 
     acc = [{b: score_rows(rows[b])["per_finding"] for b in BOX_CANDIDATES} for rows in val_rows]
     plans: dict[str, dict[str, Any]] = {}
     for b in BOX_CANDIDATES:
-        select = [max(range(len(runs)), key=lambda i: (acc[i][b][f]["acc_iobb@0.5"], -i)) for f in LESION_FINDINGS]
+        select = [max(range(len(runs)), key=lambda i: (acc[i][b][f]["mean_iou"], -i)) for f in LESION_FINDINGS]
         combined = [row for f, i in zip(LESION_FINDINGS, select) for row in val_rows[i][b] if row["finding"] == f]
-        plans[b] = {"select": select, "validation_acc_iobb@0.5": score_rows(combined)["overall"]["acc_iobb@0.5"]}
-    chosen = max(BOX_CANDIDATES, key=lambda b: (plans[b]["validation_acc_iobb@0.5"], b == "paper"))
+        plans[b] = {"select": select, "validation_mean_iou": score_rows(combined)["overall"]["mean_iou"]}
+    best = max(p["validation_mean_iou"] for p in plans.values())
+    chosen = next(b for b in BOX_CANDIDATES if plans[b]["validation_mean_iou"] == best)
     select = plans[chosen]["select"]
     log.info("compose: box setting %s, %s", chosen, {f: str(runs[i]) for f, i in zip(LESION_FINDINGS, select)})
 
@@ -95,14 +99,15 @@ def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | 
         "composition": {
             "runs": [str(r) for r in runs],
             "select": {f: str(runs[i]) for f, i in zip(LESION_FINDINGS, select)},
-            "how": "per finding, the run with the best validation accuracy at T(IoBB)=0.5 (ties: the earlier run)",
-            "validation_per_run": {str(r): {b: {f: acc[i][b][f]["acc_iobb@0.5"] for f in LESION_FINDINGS}
+            "how": "per finding, the run with the best validation mean IoU (ties: the earlier run)",
+            "validation_per_run": {str(r): {b: {f: acc[i][b][f]["mean_iou"] for f in LESION_FINDINGS}
                                             for b in BOX_CANDIDATES} for i, r in enumerate(runs)},
         },
-        "box_method": {"chosen": chosen, "how": "best combined validation accuracy at T(IoBB)=0.5",
-                       "validation_acc_iobb@0.5": {b: p["validation_acc_iobb@0.5"] for b, p in plans.items()},
-                       "test_acc_iobb@0.5_all_candidates": {k: score_rows(r)["overall"]["acc_iobb@0.5"]
-                                                            for k, r in test_rows.items()}},
+        "box_method": {"chosen": chosen, "how": "best combined validation mean IoU",
+                       "validation_mean_iou": {b: p["validation_mean_iou"] for b, p in plans.items()},
+                       "test_all_candidates": {k: {m: score_rows(r)["overall"][m]
+                                                   for m in ("mean_iou", "acc_iou@0.3", "acc_iobb@0.5")}
+                                               for k, r in test_rows.items()}},
         "config": dataclasses.asdict(cfg),
         "images": {"used": len(data.names), "excluded_real_findings": len(data.excluded),
                    **{k: len(v) for k, v in data.split.items()}},

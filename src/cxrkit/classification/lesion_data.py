@@ -82,6 +82,48 @@ class BaseImages:
     left: np.ndarray
     original_size: list[tuple[int, int]]  # (height, width) of each original image
 
+    def subset(self, index: Sequence[int]) -> "BaseImages":
+        """The images at positions ``index``, in that order."""
+        idx = list(index)
+        return BaseImages([self.names[i] for i in idx], self.images[idx], self.right[idx], self.left[idx],
+                          [self.original_size[i] for i in idx])
+
+
+def save_base_images(path, base: BaseImages, excluded: Sequence[str], made_for: dict) -> None:
+    """Write ``base`` (images as uint8, lung fields bit-packed), the names left out and the settings it was made
+    for (``made_for``, a JSON-able dict) to the ``.npz`` file ``path``, atomically."""
+    import io
+    import json
+
+    from cxrkit.io.atomic import write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, names=np.array(base.names), excluded=np.array(list(excluded), dtype=str),
+                        images=np.round(base.images * 255).astype(np.uint8), shape=np.array(base.right.shape),
+                        right=np.packbits(base.right), left=np.packbits(base.left),
+                        original_size=np.array(base.original_size, dtype=np.int64).reshape(-1, 2),
+                        made_for=np.array(json.dumps(made_for, sort_keys=True)))
+    write_bytes(path, buf.getvalue())
+
+
+def read_base_images(path) -> tuple[BaseImages, list[str], dict]:
+    """Read a :func:`save_base_images` file: (images, names left out, the settings it was made for)."""
+    import json
+
+    from cxrkit.errors import CxrkitError
+
+    try:
+        with np.load(path) as z:
+            shape = tuple(int(v) for v in z["shape"])
+            count = int(np.prod(shape))
+            base = BaseImages([str(n) for n in z["names"]], z["images"].astype(np.float32) / 255.0,
+                              np.unpackbits(z["right"], count=count).reshape(shape).astype(bool),
+                              np.unpackbits(z["left"], count=count).reshape(shape).astype(bool),
+                              [(int(h), int(w)) for h, w in z["original_size"]])
+            return base, [str(n) for n in z["excluded"]], json.loads(str(z["made_for"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise CxrkitError(f"{path}: not a lesion-benchmark image cache ({e})") from None
+
 
 class LesionDataset(torch.utils.data.Dataset):
     """Deterministic synthetic-finding samples on real images.

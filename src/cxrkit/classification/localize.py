@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, boxes: str | os.PathLike,
                     out: str | os.PathLike, heatmap_method: str = "cam",
                     box_methods: tuple[str, ...] = ("paper", "adaptive"), overlays: bool = True,
-                    progress: bool = True) -> dict[str, pd.DataFrame]:
+                    progress: bool = True, device: str = "auto") -> dict[str, pd.DataFrame]:
     """Score localization of ``checkpoint`` on the boxed images under ``images``; returns a table per method.
 
     Writes ``out/pred_boxes.csv`` (``method, Image Index, Finding, x, y, w, h, score``, original pixels),
@@ -37,10 +37,10 @@ def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, bo
     from cxrkit.io.atomic import write_text
     from cxrkit.io.images import read_image
     from cxrkit.metrics.localization import localization_table, write_localization_report
-    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.models import load_model
     from cxrkit.viz import save_png
 
-    model = load_checkpoint(checkpoint)
+    model = load_model(checkpoint, task="classification", needs="cams", device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gt = read_boxes(boxes)
@@ -63,7 +63,7 @@ def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, bo
         for method in box_methods:
             shown = []
             for f in findings:
-                for b in heatmap_to_boxes(pred.heatmaps[labels.index(f)], method=method):
+                for b in heatmap_to_boxes(pred.box_map(labels.index(f)), method=method):
                     rows.append({"method": method, "Image Index": name, "Finding": f, "x": b.x, "y": b.y,
                                  "w": b.w, "h": b.h, "score": b.score})
                     shown.append({"finding": f, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": b.score})

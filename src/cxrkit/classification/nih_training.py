@@ -17,27 +17,29 @@ import pandas as pd
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import read_metadata
 from cxrkit.data.splits import official_split, patient_split
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
 
 def nih_splits(metadata: str | os.PathLike, images: str | os.PathLike, split_dir: str | os.PathLike,
-               val_fraction: float = 0.1, seed: int = 0) -> tuple[dict[str, pd.DataFrame], ImageLocator]:
-    """Metadata rows of train / val / test restricted to images found under ``images``."""
+               val_fraction: float = 0.1, seed: int = 0, need_train: bool = True
+               ) -> tuple[dict[str, pd.DataFrame], ImageLocator]:
+    """Metadata rows of train / val / test restricted to images found under ``images``. With
+    ``need_train=False`` (prediction on the test list) a folder holding only test images is fine."""
     table = read_metadata(metadata)
     locator = ImageLocator(images)
     official = official_split(split_dir)
     present = set(locator.names())
     train_val = [n for n in official["train_val"] if n in present]
     test = [n for n in official["test"] if n in present]
-    if not train_val:
-        raise CxrkitError(f"{images}: none of the {len(official['train_val'])} train_val images is there")
-    split = patient_split(train_val, val_fraction=val_fraction, seed=seed)
+    if not train_val and need_train:
+        raise InputError(f"{images}: none of the {len(official['train_val'])} train_val images is there")
+    split = patient_split(train_val, val_fraction=val_fraction, seed=seed) if train_val else {"train": [], "val": []}
     idx = table.set_index("Image Index", drop=False)
     missing = [n for n in train_val + test if n not in idx.index]
     if missing:
-        raise CxrkitError(f"{metadata}: {len(missing)} images have no metadata row, e.g. {missing[:3]}")
+        raise InputError(f"{metadata}: {len(missing)} images have no metadata row, e.g. {missing[:3]}")
     out = {k: idx.loc[v].reset_index(drop=True) for k, v in (("train", split["train"]), ("val", split["val"]), ("test", test))}
     log.info("NIH split from %s: train %d, val %d, test %d images present (of %d train_val, %d test listed)",
              split_dir, len(out["train"]), len(out["val"]), len(out["test"]), len(official["train_val"]),
@@ -53,7 +55,7 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
 
     tables, locator = nih_splits(metadata, images, split_dir, val_fraction, config.seed)
     if len(tables["val"]) == 0:
-        raise CxrkitError("validation split is empty; add images or raise --val-fraction")
+        raise UsageError("the validation split is empty; add images or raise --val-fraction")
     source: Any = locator
     d = init_distributed()
     if cache:
@@ -75,19 +77,21 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
 
 
 def predict_nih_test(checkpoint, metadata, images, split_dir, out_csv, batch_size: int = 16,
-                     progress: bool = True) -> Path:
-    """Write ``Image Index`` + ``prob_<finding>`` for every test-list image present (evaluate's input)."""
+                     progress: bool = True, device: str = "auto") -> Path:
+    """Write ``Image Index`` + ``prob_<finding>`` for every test-list image present (evaluate's input);
+    ``checkpoint`` is a checkpoint path or a registry name with shipped weights."""
     from cxrkit.classification.train import predict_dataset
     from cxrkit.data.torch_datasets import NIHDataset
     from cxrkit.io.atomic import write_text
-    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.models import load_model
 
-    model = load_checkpoint(checkpoint)
-    tables, locator = nih_splits(metadata, images, split_dir)
+    model = load_model(checkpoint, task="classification", needs="logits", device=device)
+    tables, locator = nih_splits(metadata, images, split_dir, need_train=False)
     if len(tables["test"]) == 0:
-        raise CxrkitError(f"{images}: no test-list image present")
+        raise InputError(f"{images}: none of the test-list images ({split_dir}/test_list.txt) is there")
     ds = NIHDataset(tables["test"], locator, size=model.card.input_size)
-    probs, _, ids = predict_dataset(model, ds, batch_size=batch_size, progress=progress)
+    probs, _, ids = predict_dataset(model, ds, batch_size=batch_size, progress=progress,
+                                    device=next(model.parameters()).device)
     frame = pd.DataFrame(probs, columns=[f"prob_{f}" for f in model.card.labels])
     frame.insert(0, "Image Index", ids)
     write_text(out_csv, frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))

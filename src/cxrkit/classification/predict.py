@@ -16,7 +16,7 @@ import torch
 from cxrkit.classification.boxes import heatmap_to_boxes
 from cxrkit.classification.cam import heatmaps as compute_heatmaps
 from cxrkit.classification.cam import upsample
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,10 @@ BOX_POLICIES = ("positive", "all")
 
 @dataclass
 class Prediction:
-    """What the model says about one image."""
+    """What the model says about one image. ``heatmaps``: each label's class map at the original resolution,
+    raw (CAM: the per-location class score in logit units, any sign; Grad-CAM: ReLU'd) -- display them with a
+    min-max normalization over each map's own range, as :func:`cxrkit.viz.heat_overlay` and the analysis JSON
+    do; boxes come from the ReLU'd map, upsampled (the paper's rule)."""
 
     image: str
     width: int
@@ -33,7 +36,12 @@ class Prediction:
     model: str
     probabilities: dict[str, float]
     boxes: list[dict] = field(default_factory=list)
-    heatmaps: np.ndarray | None = None  # float32 (K, height, width), original resolution
+    heatmaps: np.ndarray | None = None  # float32 (K, height, width), original resolution, raw
+    box_heatmaps: np.ndarray | None = None  # the ReLU'd maps boxes come from (None: same as heatmaps)
+
+    def box_map(self, k: int) -> np.ndarray:
+        """The map of label ``k`` that boxes are drawn from (ReLU'd before upsampling)."""
+        return (self.box_heatmaps if self.box_heatmaps is not None else self.heatmaps)[k]
 
     def to_json(self) -> dict:
         """The ``cxrkit predict`` JSON object (see CONTRACTS.md)."""
@@ -65,35 +73,41 @@ def predict_images(
     best score first; each box's ``score`` is the finding's probability times the box's heatmap score.
     """
     if box_policy not in BOX_POLICIES:
-        raise CxrkitError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
+        raise UsageError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
     card = model.card
     names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
     x, geoms = model.preprocess(images)
-    x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = next(model.parameters()).device
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         if heatmap_method == "gradcam":
             with torch.inference_mode(False):
                 probs, maps = compute_heatmaps(model, x.clone(), heatmap_method)
         else:
-            probs, maps = compute_heatmaps(model, x, heatmap_method)
-    probs = probs.float().numpy()
-    maps_np = upsample(maps, card.input_size).numpy()
+            probs, maps = compute_heatmaps(model, x, heatmap_method, clip=False)
+    probs = probs.float().cpu().numpy()
+    maps_np = upsample(maps, card.input_size).cpu().numpy()  # raw: for display
+    box_maps = maps_np if heatmap_method == "gradcam" else upsample(torch.relu(maps), card.input_size).cpu().numpy()
     thr = _thresholds(card)
     out = []
     for i, (name, geom) in enumerate(zip(names, geoms)):
         full = np.stack([geom.map_to_original(m) for m in maps_np[i]])
+        box_full = full if box_maps is maps_np else None
         boxes = []
         for k, finding in enumerate(card.labels):
             p = float(probs[i, k])
             if box_policy == "positive" and p < thr[k]:
                 continue
-            found = heatmap_to_boxes(full[k], method=box_method)
+            found = heatmap_to_boxes(box_full[k] if box_full is not None else geom.map_to_original(box_maps[i, k]),
+                                     method=box_method)
             found = sorted(found, key=lambda b: -b.score)[:max_boxes]
             boxes.extend({"finding": finding, "x": float(b.x), "y": float(b.y), "w": float(b.w), "h": float(b.h),
                           "score": float(p * b.score)} for b in found)
         out.append(Prediction(image=name, width=geom.width, height=geom.height, model=card.name,
                               probabilities={f: float(probs[i, k]) for k, f in enumerate(card.labels)},
-                              boxes=boxes, heatmaps=full if keep_heatmaps else None))
+                              boxes=boxes, heatmaps=full if keep_heatmaps else None,
+                              box_heatmaps=None if box_full is not None or not keep_heatmaps
+                              else np.stack([geom.map_to_original(m) for m in box_maps[i]])))
     return out
 
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from cxrkit.classification.augment import AugmentConfig, augment_batch
 from cxrkit.classification.losses import LOSSES, get_loss
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_records_csv, write_text
 from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint, state_dict_sha256
@@ -70,12 +70,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise CxrkitError(f"loss {self.loss!r} is not one of {LOSSES}")
+            raise UsageError(f"loss {self.loss!r} is not one of {LOSSES}")
         if self.schedule not in SCHEDULES:
-            raise CxrkitError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+            raise UsageError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
         for name in ("epochs", "batch_size", "accum_steps", "input_size"):
             if getattr(self, name) < 1:
-                raise CxrkitError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -228,7 +228,7 @@ class Trainer:
             if saved["config"] != json.loads(json.dumps(c.to_dict())):
                 diff = {k: (saved["config"].get(k), v) for k, v in json.loads(json.dumps(c.to_dict())).items()
                         if saved["config"].get(k) != v}
-                raise CxrkitError(f"{last}: was trained with another configuration {diff}; use a new --out")
+                raise UsageError(f"{last}: was trained with another configuration {diff}; use a new --out")
             _unwrap(model).load_state_dict(payload["state_dict"])
             opt.load_state_dict(saved["optimizer"])
             state = saved["state"]

@@ -3,8 +3,9 @@
 Idempotent and resumable (a rerun computes only the missing shards), bad images become error rows, and
 ``--engine ray`` runs the same code on a Ray Data actor pool. See docs/batch.md.
 
-Exit status: 0 done without error rows, 1 done with error rows, 3 stopped early (``--max-shards``), 2 bad
-input (an unreadable manifest, another job in ``--out``).
+Exit status: 0 done without error rows (also when ``--max-shards`` stopped it early: it says so), 1 done
+with error rows or a failed input (an unreadable manifest), 2 a usage error (another job in ``--out``, a bad
+option).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from cxrkit.cli.options import add_model_option
 
 HELP = {"segment": "landmarks + RLE masks per image (CheXmask columns)",
         "predict": "finding probabilities + boxes per image (prob_<finding> columns, boxes as JSON)",
@@ -35,17 +38,21 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help=f"output folder: DIR/{kind}/shard-NNNNN.parquet, _plan.json, "
                    "_SUCCESS.json")
     p.add_argument("--path-column", default="path", help="manifest column with the image paths (default: path)")
-    p.add_argument("--id-column", help="manifest column with image ids (default: the file name)")
+    p.add_argument("--id-column", help="manifest column with image ids (default: each path relative to the common "
+                   "parent folder of the manifest's paths; the file name for one flat folder)")
     p.add_argument("--shard-size", type=int, default=256, help="rows per shard (default 256; fixed for a job)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     if kind == "segment":
-        p.add_argument("--model", help="landmark checkpoint (default: the shipped hybridgnet)")
+        add_model_option(p, "landmark model", "hybridgnet (shipped)")
+    elif kind == "predict":
+        p.add_argument("--model", required=True, metavar="NAME|CKPT",
+                       help="classifier: a checkpoint or a registry name with shipped weights (`cxrkit models list`)")
     else:
-        p.add_argument("--model", help="classifier checkpoint (default: the shipped resnet_lite_lesions, a benchmark "
-                       "model; use one trained with `cxrkit train` for real findings)")
+        add_model_option(p, "classifier (none runs unless named, as in `cxrkit analyze`)", None)
+    if kind != "segment":
         p.add_argument("--all-boxes", action="store_true", help="boxes for every finding, not only those above threshold")
     if kind == "analyze":
-        p.add_argument("--segmentation-model", help="landmark checkpoint (default: the shipped hybridgnet)")
+        add_model_option(p, "landmark model", "hybridgnet (shipped)", flag="--segmentation-model")
     if kind != "predict":
         p.add_argument("--qc", action="store_true", help="quality control by RCA (Dice RCA columns / qc object); "
                        "needs a reference set (see cxrkit qc)")
@@ -53,7 +60,8 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
 
         add_rca_options(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N for the models")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                   help="where models run (default auto: CUDA when present, else the CPU)")
     p.add_argument("--threads", type=int, help="torch CPU threads per worker (ray default: --ray-num-cpus)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous job in DIR/<task> instead of refusing")
     p.add_argument("--redo-errors", action="store_true", help="also recompute shards that hold error rows")
@@ -71,14 +79,14 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
 def _runtime_env(text: str | None) -> dict | None:
     from pathlib import Path
 
-    from cxrkit.errors import CxrkitError
+    from cxrkit.errors import UsageError
 
     if not text:
         return None
     try:
         return json.loads(Path(text).read_text() if text.endswith(".json") and Path(text).is_file() else text)
     except (OSError, ValueError) as exc:
-        raise CxrkitError(f"--ray-runtime-env: not JSON or a JSON file ({exc})") from None
+        raise UsageError(f"--ray-runtime-env: not JSON or a JSON file ({exc})") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,5 +117,4 @@ def _run(args: argparse.Namespace) -> int:
                      f"{res.seconds:.1f} s{rate}\n")
     if not res.complete:
         sys.stdout.write(f"incomplete: {res.total_shards - res.shards} shards left; rerun the same command to continue\n")
-        return 3
     return 1 if res.errors else 0

@@ -25,7 +25,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -191,10 +191,10 @@ def _overlay(args: argparse.Namespace) -> int:
     from cxrkit.io.geometry import SquareResize
 
     if not 0.0 <= args.alpha <= 1.0:
-        raise CxrkitError(f"--alpha {args.alpha} is outside [0, 1]")
+        raise UsageError(f"--alpha {args.alpha} is outside [0, 1]")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        raise CxrkitError(f"--out {out}: expected a .png file name")
+        raise UsageError(f"--out {out}: expected a .png file name")
     record = find_record(args.csv, args.image_id, id_column=args.id_column)
     masks = record.landmark_masks() if args.from_landmarks else record.masks()
     points = None if args.no_landmarks else record.points()
@@ -229,9 +229,9 @@ def _validate(args: argparse.Namespace) -> int:
     from cxrkit.qc.chexmask_validation import format_summary, validate_chexmask
 
     if args.csv is not None and not args.annotations:
-        raise CxrkitError("--csv needs --annotations FILE [FILE] (the physicians' annotation CSVs)")
+        raise UsageError("--csv needs --annotations FILE [FILE] (the physicians' annotation CSVs)")
     if args.subsets is not None and (args.annotations or args.dataset or args.name_mapping):
-        raise CxrkitError("--annotations, --dataset and --name-mapping go with --csv, not --subsets")
+        raise UsageError("--annotations, --dataset and --name-mapping go with --csv, not --subsets")
     result = validate_chexmask(
         args.subsets if args.subsets is not None else args.csv,
         annotations=args.annotations, dataset=args.dataset, name_mapping=args.name_mapping,
@@ -258,7 +258,7 @@ def _to_parquet(args: argparse.Namespace) -> int:
     for path in args.csvs:
         name = dataset_name(path)
         if name in names:
-            raise CxrkitError(f"{path} and {names[name]} would both be written to {Path(args.out) / name}; convert them separately")
+            raise UsageError(f"{path} and {names[name]} would both be written to {Path(args.out) / name}; convert them separately")
         names[name] = path
     for path in args.csvs:
         summary = convert_csv(

@@ -18,12 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _measure(args: argparse.Namespace) -> int:
     from cxrkit.anatomy.measure import measure_csv, write_measurements
-    from cxrkit.errors import CxrkitError
+    from cxrkit.errors import UsageError
 
     spacing = None
     if args.spacing:
         if len(args.spacing) > 2 or any(v <= 0 for v in args.spacing):
-            raise CxrkitError(f"--spacing takes one or two positive values in mm, got {args.spacing}")
+            raise UsageError(f"--spacing takes one or two positive values in mm, got {args.spacing}")
         spacing = (args.spacing[0], args.spacing[-1])
     n, bad = write_measurements(measure_csv(args.masks_from, spacing), args.out)
     sys.stdout.write(f"{args.out}: {n} rows, {bad} with an error\n")

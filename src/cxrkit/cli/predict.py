@@ -6,20 +6,26 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
+
+from cxrkit.cli.options import add_device_options, positive_int
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="14 probabilities, heatmaps and boxes for images (JSON + overlay PNG)")
-    p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
-    p.add_argument("--model", required=True, help="cxrkit checkpoint (.pt), e.g. from `cxrkit train` or `cxrkit bench lesions`")
+    p = sub.add_parser("predict", help="the model's finding probabilities, heatmaps and boxes per image (JSON + overlay PNG)",
+                       description="One probability per label of the model's card (14 for a model trained with "
+                                   "`cxrkit train`). Outputs mirror the input tree: OUT/<relative folder>/<stem>.json.")
+    p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files or folders")
+    p.add_argument("--model", required=True, metavar="NAME|CKPT",
+                   help="classifier: a checkpoint (from `cxrkit train`, `cxrkit bench lesions`, `cxrkit models import`) "
+                        "or a registry name with shipped weights (`cxrkit models list`)")
     p.add_argument("--out", required=True, help="output folder: <stem>.json, <stem>_overlay.png")
     p.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
     p.add_argument("--box-method", choices=("paper", "adaptive"), default="paper")
     p.add_argument("--all-boxes", action="store_true", help="boxes for every finding, not only those above threshold")
     p.add_argument("--save-heatmaps", action="store_true", help="also write <stem>_heatmaps.npz (float16, original size)")
+    add_device_options(p)
     p.set_defaults(func=_predict)
 
     ps = sub.add_parser("predict-split", help="probabilities for every image of the official test list as a CSV "
@@ -29,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.add_argument("--metadata", required=True, help="NIH metadata CSV")
     ps.add_argument("--split-dir", required=True, help="folder with train_val_list.txt and test_list.txt")
     ps.add_argument("--out", required=True, help="output CSV: Image Index, prob_<finding>...")
-    ps.add_argument("--batch-size", type=int, default=16)
+    ps.add_argument("--batch-size", type=positive_int, default=16)
+    add_device_options(ps)
     ps.set_defaults(func=_predict_split)
 
     loc = sub.add_parser("localize", help="heatmap boxes on images with expert boxes: IoU/IoBB tables beside the paper's")
@@ -40,52 +47,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     loc.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
     loc.add_argument("--methods", default="paper,adaptive", help="comma-separated box methods to score")
     loc.add_argument("--no-overlays", action="store_true")
+    add_device_options(loc)
     loc.set_defaults(func=_localize)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from cxrkit.classification.predict import overlay, predict_images
-    from cxrkit.errors import CxrkitError
+    from cxrkit.errors import CxrkitError, one_line
     from cxrkit.io.atomic import write_bytes, write_text
     from cxrkit.io.images import read_image
-    from cxrkit.models.checkpoint import load_checkpoint
+    from cxrkit.io.inputs import collect_images, output_stems
+    from cxrkit.io.outputs import output_dir
+    from cxrkit.models import load_model
     from cxrkit.viz import save_png
 
-    model = load_checkpoint(args.model)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _root, inputs = collect_images(args.images)
+    model = load_model(args.model, task="classification", needs="logits", device=args.device)
+    stems = output_stems([i.id for i in inputs])
     failures: list[str] = []
-    for path in args.images:
-        try:
-            xray = read_image(path)
-            pred = predict_images(model, [xray.pixels], [Path(path).name], heatmap_method=args.heatmap,
-                                  box_method=args.box_method, box_policy="all" if args.all_boxes else "positive")[0]
-        except (CxrkitError, OSError, ValueError) as exc:
-            log.error("%s: %s", path, exc)
-            failures.append(f"{path}: {exc}")
-            continue
-        stem = Path(path).stem
-        write_text(out / f"{stem}.json", json.dumps(pred.to_json(), indent=2) + "\n")
-        save_png(out / f"{stem}_overlay.png", overlay(xray.pixels, pred))
-        if args.save_heatmaps:
-            import io
+    with output_dir(args.out) as out:
+        for inp in inputs:
+            base = out / stems[inp.id]
+            try:
+                xray = read_image(inp.path)
+                pred = predict_images(model, [xray.pixels], [inp.id], heatmap_method=args.heatmap,
+                                      box_method=args.box_method, box_policy="all" if args.all_boxes else "positive")[0]
+                write_text(base.with_name(base.name + ".json"), json.dumps(pred.to_json(), indent=2) + "\n")
+                save_png(base.with_name(base.name + "_overlay.png"), overlay(xray.pixels, pred))
+                if args.save_heatmaps:
+                    import io
 
-            import numpy as np
+                    import numpy as np
 
-            buf = io.BytesIO()
-            np.savez_compressed(buf, heatmaps=pred.heatmaps.astype(np.float16), labels=np.array(model.card.labels))
-            write_bytes(out / f"{stem}_heatmaps.npz", buf.getvalue())
-        top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        sys.stdout.write(f"{path}: " + ", ".join(f"{k} {v:.3f}" for k, v in top) + f"; {len(pred.boxes)} boxes\n")
+                    buf = io.BytesIO()
+                    np.savez_compressed(buf, heatmaps=pred.heatmaps.astype(np.float16), labels=np.array(model.card.labels))
+                    write_bytes(base.with_name(base.name + "_heatmaps.npz"), buf.getvalue())
+            except (CxrkitError, OSError, ValueError) as exc:
+                failures.append(one_line(exc, inp.path))
+                log.error("%s", failures[-1])
+                continue
+            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            sys.stdout.write(f"{inp.id}: " + ", ".join(f"{k} {v:.3f}" for k, v in top) + f"; {len(pred.boxes)} boxes\n")
     if failures:
-        raise CxrkitError(f"{len(failures)} of {len(args.images)} images failed; first: {failures[0]}")
+        sys.stdout.write(f"{args.out}: {len(inputs) - len(failures)} predicted, {len(failures)} failed\n")
+        return 1
     return 0
 
 
 def _predict_split(args: argparse.Namespace) -> int:
     from cxrkit.classification.nih_training import predict_nih_test
 
-    path = predict_nih_test(args.model, args.metadata, args.images, args.split_dir, args.out, args.batch_size)
+    from cxrkit.io.outputs import check_out_file
+
+    check_out_file(args.out)
+    path = predict_nih_test(args.model, args.metadata, args.images, args.split_dir, args.out, args.batch_size,
+                            device=args.device)
     sys.stdout.write(f"wrote {path}\n")
     return 0
 
@@ -94,8 +110,11 @@ def _localize(args: argparse.Namespace) -> int:
     from cxrkit.classification.localize import localize_folder
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    tables = localize_folder(args.model, args.images, args.boxes, args.out, heatmap_method=args.heatmap,
-                             box_methods=methods, overlays=not args.no_overlays)
+    from cxrkit.io.outputs import output_dir
+
+    with output_dir(args.out):
+        tables = localize_folder(args.model, args.images, args.boxes, args.out, heatmap_method=args.heatmap,
+                                 box_methods=methods, overlays=not args.no_overlays, device=args.device)
     for method, table in tables.items():
         sys.stdout.write(f"# box method: {method}\n{table.to_string()}\n")
     return 0

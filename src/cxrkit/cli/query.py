@@ -41,11 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cxrkit.errors import CxrkitError
+    from cxrkit.errors import UsageError
     from cxrkit.warehouse.query import connect, print_result, run_query, write_result
 
     if args.limit is not None and args.limit < 0:
-        raise CxrkitError(f"--limit must be >= 0, got {args.limit}")
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
     con = connect(args.data, args.nih_metadata, threads=args.threads)
     try:
         rel = run_query(con, args.sql, limit=args.limit)

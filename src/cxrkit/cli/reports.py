@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +88,7 @@ def _labeler(args: argparse.Namespace):
     if getattr(args, "sections", None):
         sections = [s.strip().lower() for s in args.sections.split(",") if s.strip()]
         if not sections:
-            raise CxrkitError(f"--sections {args.sections!r}: no section names given")
+            raise UsageError(f"--sections {args.sections!r}: no section names given")
     return Labeler(load_rules(args.rules) if args.rules else None, sections)
 
 
@@ -126,7 +126,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         reports = gold.parent / REPORTS_FILE
         if not reports.exists():
-            raise CxrkitError(f"{reports}: reports not found next to the gold file; pass --reports")
+            raise UsageError(f"{reports}: reports not found next to the gold file; pass --reports")
     labeler = _labeler(args)
     ids = set(read_gold(gold))
     # label once, score both mappings of uncertain labels

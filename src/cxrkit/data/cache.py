@@ -4,8 +4,9 @@ Layout of a cache folder::
 
     meta.json      {"format": "cxrkit-image-cache/1", "size": S, "count": N}
     names.txt      one image file name per line (row i of the arrays)
-    pixels.u8      uint8 memmap (N, S, S): the whole image area-resized to S x S (NIH images are square;
-                   others are stretched, exactly as :class:`~cxrkit.data.torch_datasets.NIHDataset` does)
+    pixels.u8      uint8 memmap (N, S, S): the image padded to a centred square and area-resized to S x S
+                   (:class:`~cxrkit.io.geometry.SquareResize`, the geometry of every model card, exactly as
+                   :class:`~cxrkit.data.torch_datasets.NIHDataset` and inference do)
     shape.i32      int32 memmap (N, 2): original (height, width) in pixels, for mapping boxes back
     state.u8       uint8 memmap (N,): 0 = to do, 1 = done, 2 = failed (see errors.csv)
     errors.csv     image, error (one row per image that could not be decoded)
@@ -29,12 +30,12 @@ import numpy as np
 from cxrkit.data.locate import ImageLocator
 from cxrkit.errors import CxrkitError
 from cxrkit.io.atomic import write_text
-from cxrkit.io.geometry import resize_area
+from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
 
 log = logging.getLogger(__name__)
 
-FORMAT = "cxrkit-image-cache/1"
+FORMAT = "cxrkit-image-cache/2"  # /1 stretched non-square images: rebuild those
 TODO, DONE, FAILED = 0, 1, 2
 
 
@@ -93,7 +94,7 @@ def _work(args: tuple[str, int, int, list[tuple[int, str]]]) -> list[tuple[int, 
     for i, path in items:
         try:
             full = load_gray8(path)
-            pixels[i] = resize_area(full, size)
+            pixels[i] = SquareResize(full.shape[0], full.shape[1], size).image_to_square(full)
             shapes[i] = full.shape
             out.append((i, None))
         except Exception as exc:  # one bad image becomes an error row, never a crashed build

@@ -49,10 +49,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError, one_line
 from cxrkit.io import rle as rle_codec
 from cxrkit.io.atomic import atomic_open
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS, organ_masks, parse_landmarks
+from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.io.tables import open_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,7 +188,12 @@ def read_columns(path: str | os.PathLike, id_column: str | None = None) -> Colum
     """Read and resolve only the header of a CheXmask CSV (plain or gzip)."""
     _raise_field_size_limit()
     with _open(path) as fh:
-        header = next(csv.reader(fh), None)
+        try:
+            header = next(csv.reader(fh), None)
+        except STREAM_ERRORS as exc:
+            raise stream_error(str(path), 0, exc) from None
+        except csv.Error as exc:
+            raise CxrkitError(f"{path}:1: unreadable header: {exc}") from None
     if header is None:
         raise CxrkitError(f"{path}: empty file; expected a CheXmask CSV header")
     return Columns.from_header(header, str(path), id_column)
@@ -361,6 +367,8 @@ def iter_rows(
             raise CxrkitError(f"{source}: empty file; expected a CheXmask CSV header") from None
         except csv.Error as exc:
             raise CxrkitError(f"{source}:1: unreadable header: {exc}") from None
+        except STREAM_ERRORS as exc:
+            raise stream_error(source, 0, exc) from None
         cols = Columns.from_header(header, source, id_column)
         while True:
             line = reader.line_num + 1
@@ -368,6 +376,8 @@ def iter_rows(
                 fields = next(reader)
             except StopIteration:
                 return
+            except STREAM_ERRORS as exc:
+                raise stream_error(source, line - 1, exc) from None
             except csv.Error as exc:  # e.g. NUL byte, unterminated quote at EOF
                 err = RowError(source, line, f"unreadable CSV row: {exc}")
                 if not lenient:
@@ -478,24 +488,24 @@ def parse_structure_thresholds(items: Iterable[str]) -> dict[str, float]:
         name, sep, value = str(item).partition("=")
         name = name.strip()
         if not sep:
-            raise CxrkitError(
+            raise UsageError(
                 f"structure threshold {item!r}: expected STRUCTURE=VALUE with STRUCTURE one of "
                 f"{', '.join(STRUCTURE_CHOICES)}, e.g. heart=0.6"
             )
         if name not in STRUCTURE_CHOICES:
-            raise CxrkitError(
+            raise UsageError(
                 f"structure threshold {item!r}: unknown structure {name!r}; expected one of {', '.join(STRUCTURE_CHOICES)}"
             )
         try:
             threshold = float(value)
         except ValueError:
-            raise CxrkitError(
+            raise UsageError(
                 f"structure threshold {item!r}: {value.strip()!r} is not a number; expected a Dice in [0, 1]"
             ) from None
         if not 0.0 <= threshold <= 1.0:  # also rejects nan
-            raise CxrkitError(f"structure threshold {item!r}: {threshold!r} is outside [0, 1]")
+            raise UsageError(f"structure threshold {item!r}: {threshold!r} is outside [0, 1]")
         if name in out:
-            raise CxrkitError(f"structure threshold {item!r}: {name} is given twice")
+            raise UsageError(f"structure threshold {item!r}: {name} is given twice")
         out[name] = threshold
     return out
 
@@ -875,10 +885,17 @@ def read_name_mapping(path: str | os.PathLike) -> dict[str, str]:
     out: dict[str, str] = {}
     with open_text(path, encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"Original", "New"} <= set(reader.fieldnames):
-            raise CxrkitError(f"{path}: expected columns Original,New; got {reader.fieldnames}")
-        for row in reader:
-            out[row["New"].strip()] = image_basename(row["Original"].strip())
+        try:
+            if reader.fieldnames is None or not {"Original", "New"} <= set(reader.fieldnames):
+                raise CxrkitError(f"{path}: expected columns Original,New; got {reader.fieldnames}")
+            for row in reader:
+                if row["New"] is None or row["Original"] is None:  # a short row
+                    raise CxrkitError(f"{path}:{reader.line_num}: expected 2 fields Original,New; got {list(v for v in row.values() if v is not None)}")
+                out[row["New"].strip()] = image_basename(row["Original"].strip())
+        except STREAM_ERRORS as exc:
+            raise stream_error(str(path), reader.line_num, exc) from None
+        except csv.Error as exc:
+            raise CxrkitError(f"{path}:{reader.line_num + 1}: unreadable CSV row: {exc}") from None
     return out
 
 

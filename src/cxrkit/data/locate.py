@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class ImageLocator:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise CxrkitError(f"{self.root}: image folder does not exist")
+            raise UsageError(f"{self.root}: image folder does not exist")
         self._index: dict[str, Path] = {}
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:

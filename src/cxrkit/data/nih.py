@@ -42,6 +42,7 @@ import pandas as pd
 
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS, NO_FINDING, canonical_finding
+from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.io.tables import open_text
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,15 @@ def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
     :class:`CxrkitError` naming the file, the line number (1-based, header = line 1) and the value.
     """
     path = Path(path)
-    with open_text(path) as fh:
+    with open_text(path, encoding="utf-8-sig") as fh:  # a UTF-8 byte-order mark (Excel) is skipped
         reader = csv.reader(fh)
         try:
             header = next(reader)
+            rows = list(reader)
         except StopIteration:
             raise CxrkitError(f"{path}: empty file, expected an NIH metadata header") from None
-        rows = list(reader)
+        except (*STREAM_ERRORS, csv.Error) as exc:  # bad UTF-8, .gz cut short, a field over csv's limit
+            raise stream_error(path, reader.line_num, exc) from None
     try:
         fmt = detect_format(header, rows[0][4] if rows and len(rows[0]) > 4 else None)
     except CxrkitError as exc:
@@ -143,6 +146,13 @@ def _to_numeric(s: pd.Series, kind: type, path: Path, column: str) -> pd.Series:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise CxrkitError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a number")
+    f = out.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(f)
+    if kind is int:  # also refuse 1.5 and values beyond int64 rather than truncate or wrap them
+        bad |= (f != np.round(f)) | (np.abs(f) >= 2.0**63)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CxrkitError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a finite {'integer' if kind is int else 'number'}")
     return out.astype(kind)
 
 
@@ -212,20 +222,25 @@ def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     out = []
-    with open_text(path) as fh:
+    with open_text(path, encoding="utf-8-sig") as fh:  # a UTF-8 byte-order mark (Excel) is skipped
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or _norm_header(header[:2]) != ["imageindex", "findinglabel"]:
-            raise CxrkitError(f"{path}: not a BBox_List file (header {header!r}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
-        for lineno, row in enumerate(reader, start=2):
-            if not any(c.strip() for c in row):
-                continue
-            try:
-                vals = [float(v) for v in row[2:6]]
-                if len(vals) != 4:
-                    raise ValueError
-                finding = canonical_finding(row[1])
-            except (ValueError, CxrkitError) as exc:
-                raise CxrkitError(f"{path}: line {lineno}: bad box row {row[:6]!r} ({exc or 'expected 4 numbers'})") from None
-            out.append((row[0].strip(), finding, *vals))
+        try:
+            header = next(reader, None)
+            if not header or _norm_header(header[:2]) != ["imageindex", "findinglabel"]:
+                raise CxrkitError(f"{path}: not a BBox_List file (header {header!r}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
+            for lineno, row in enumerate(reader, start=2):
+                if not any(c.strip() for c in row):
+                    continue
+                try:
+                    vals = [float(v) for v in row[2:6]]
+                    if len(vals) != 4:
+                        raise ValueError
+                    if not all(np.isfinite(vals)):
+                        raise ValueError("non-finite coordinate")
+                    finding = canonical_finding(row[1])
+                except (ValueError, CxrkitError) as exc:
+                    raise CxrkitError(f"{path}: line {lineno}: bad box row {row[:6]!r} ({exc or 'expected 4 numbers'})") from None
+                out.append((row[0].strip(), finding, *vals))
+        except (*STREAM_ERRORS, csv.Error) as exc:  # bad UTF-8, .gz cut short, a field over csv's limit
+            raise stream_error(path, reader.line_num, exc) from None
     return pd.DataFrame(out, columns=["Image Index", "Finding", "x", "y", "w", "h"])

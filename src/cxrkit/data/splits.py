@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from cxrkit.data.nih import patient_of
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.tables import open_text
 
 OFFICIAL_FILES = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
@@ -48,7 +48,7 @@ def patient_split(
     sent to validation. The input order is preserved within each split.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise CxrkitError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     images = list(images)
     patients = np.array([patient_of(i) for i in images])
     unique = np.unique(patients)

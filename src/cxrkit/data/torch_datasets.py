@@ -6,12 +6,15 @@ The shared contract for every cxrkit dataset:
 * ``dataset.table``: a pandas DataFrame row-aligned with the dataset (``dataset[i]`` is row ``i``).
 * ``dataset[i]`` is a dict sample:
 
-  ``image``    float32 tensor ``(1, size, size)`` in [0, 1] (bright = dense)
+  ``image``    float32 tensor ``(1, size, size)`` in [0, 1] (bright = dense): the image padded to a centred
+               square and resized (:class:`~cxrkit.io.geometry.SquareResize`, the model cards' geometry)
   ``labels``   float32 tensor ``(14,)``: 1 positive, 0 negative, NaN unknown
   ``id``       image file name; ``patient``: int patient id
   ``boxes``    float32 tensor ``(K, 4)`` of ``(x, y, w, h)`` in pixels of the *returned* image
                (K may be 0); ``box_labels``: int64 tensor ``(K,)`` of finding indices
-  ``scale``    ``(sy, sx)``: returned pixels per original pixel
+  ``scale``    ``(sy, sx)``: returned pixels per original pixel (equal: the geometry keeps the aspect ratio)
+  ``orig_size`` ``(height, width)`` of the original image: ``SquareResize(height, width, size)`` maps
+               points, boxes and masks between the two
   ``masks``    (only when a CheXmask source is given) float32 tensor ``(3, size, size)``: right lung,
                left lung, heart (0/1, nearest-neighbour resize); ``has_masks``: bool, False (and zero
                masks) for images without a CheXmask row
@@ -36,7 +39,7 @@ from cxrkit.data.nih import label_matrix
 from cxrkit.data.chexmask import CheXmaskRecord
 from cxrkit.errors import CxrkitError, require
 from cxrkit.findings import FINDING_INDEX, FINDINGS
-from cxrkit.io.geometry import SquareResize, resize_area, scale_boxes
+from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
 from cxrkit.io.landmarks import ORGANS
 
@@ -50,7 +53,7 @@ class NIHDataset(torch.utils.data.Dataset):
         table: canonical metadata (:func:`cxrkit.data.nih.read_metadata`), optionally filtered to a split.
         images: an :class:`ImageLocator`, a folder (flat or NIH ``images_0xx/images`` layout), or an
             :class:`~cxrkit.data.cache.ImageCache` built at ``size`` (decoded once; much faster).
-        size: side of the returned square image in pixels (area resize of the whole image).
+        size: side of the returned square image in pixels (the image padded to a centred square, then resized).
         boxes: optional :func:`cxrkit.data.nih.read_boxes` table (coordinates in 1024 NIH pixels).
         transform: optional callable applied to the dict sample (e.g. augmentation).
         masks: optional CheXmask rows, ``{image id: CheXmaskRecord}`` (e.g. from
@@ -98,10 +101,10 @@ class NIHDataset(torch.utils.data.Dataset):
         else:
             full = load_gray8(self.locator.path(name))
             h, w = full.shape
-            img = resize_area(full, self.size)
+            img = SquareResize(h, w, self.size).image_to_square(full)
+        geom = SquareResize(h, w, self.size)
         found = self._boxes.get(name, [])
-        b = np.array([x for _, x in found], dtype=np.float64).reshape(-1, 4)
-        b = scale_boxes(b, (h, w), (self.size, self.size))
+        b = geom.boxes_to_square(np.array([x for _, x in found], dtype=np.float64).reshape(-1, 4))
         sample = {
             "image": torch.from_numpy(img.astype(np.float32) / 255.0)[None],
             "labels": torch.from_numpy(self._labels[i].copy()),
@@ -109,7 +112,8 @@ class NIHDataset(torch.utils.data.Dataset):
             "patient": int(row["Patient ID"]),
             "boxes": torch.from_numpy(b.astype(np.float32)),
             "box_labels": torch.tensor([k for k, _ in found], dtype=torch.int64),
-            "scale": (self.size / h, self.size / w),
+            "scale": (geom.scale, geom.scale),
+            "orig_size": (h, w),
         }
         if self.masks is not None:
             sample["masks"], sample["has_masks"] = self._masks(name, h, w)
@@ -120,13 +124,14 @@ class NIHDataset(torch.utils.data.Dataset):
         record = self.masks.get(name) if self.masks is not None else None
         if record is None:
             return torch.from_numpy(out), False
+        geom = SquareResize(h, w, self.size)
         for k, organ in enumerate(ORGANS):
             m = record.mask(organ)
             if m.shape != (h, w):
                 if m.shape != (record.height, record.width) or record.height != record.width:
                     raise CxrkitError(f"{record.where}: mask of {name!r} is {m.shape}, image is {(h, w)}")
                 m = SquareResize(h, w, record.height).mask_to_original(m)
-            out[k] = cv2.resize(m.astype(np.uint8), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            out[k] = geom.image_to_square(m.astype(np.uint8), interpolation=cv2.INTER_NEAREST)
         return torch.from_numpy(out), True
 
 

@@ -30,7 +30,7 @@ h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 2px solid #ddd; padding-bottom: 
 table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
 img {{ max-width: 100%; }} .grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
 .grid figure {{ margin: 0; width: 250px; font-size: 12px; }} .err {{ color: #b00; white-space: pre-wrap; }}
-nav a {{ margin-right: 1em; }}
+nav a {{ margin-right: 1em; }} .warn {{ background: #fff3cd; border: 1px solid #e0c060; padding: 6px 10px; }}
 </style></head><body>
 <h1>cxrkit demo</h1><p>cxrkit {version}, generated in {seconds:.1f} s on bundled sample data, offline.</p>
 <nav>{nav}</nav>

@@ -88,7 +88,10 @@ class SquareResize:
 
     # --- rasters ----------------------------------------------------------------------------
     def image_to_square(self, image: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-        """Pad and resize an image ``(H, W)`` to ``(size, size)`` (zeros in the padding)."""
+        """Pad and resize an image ``(H, W)`` to ``(size, size)`` (zeros in the padding). This is every model's
+        geometry, in training (:class:`~cxrkit.data.torch_datasets.NIHDataset`, the preprocessing cache) and
+        inference (:func:`cxrkit.models.preprocess.to_model_input`) alike; the default resize is
+        :func:`resize_area` (area when shrinking, linear when enlarging)."""
         self._check_shape(image)
         s = self.side
         pad = (
@@ -98,8 +101,8 @@ class SquareResize:
         squared = np.pad(image, pad)
         if s == self.size:
             return squared
-        if interpolation == cv2.INTER_AREA and self.size > s:
-            interpolation = cv2.INTER_LINEAR
+        if interpolation == cv2.INTER_AREA:  # area when shrinking (fast at integer factors), linear when enlarging
+            return resize_area(squared, self.size)
         return cv2.resize(squared, (self.size, self.size), interpolation=interpolation)
 
     def mask_to_original(self, mask: np.ndarray) -> np.ndarray:

@@ -19,13 +19,22 @@ import numpy as np
 
 from cxrkit.errors import CxrkitError
 
-__all__ = ["decode", "encode", "parse_runs", "area"]
+__all__ = ["decode", "encode", "parse_runs", "area", "MAX_PIXELS"]
 
 _ALLOWED = frozenset(b"0123456789 \t\r\n")
+#: Largest mask (height * width pixels) decoded or validated: 16384 x 16384 (256 MiB as bool). A
+#: bigger size raises :class:`CxrkitError` before anything is allocated.
+MAX_PIXELS = 2**28
 
 
 def _describe(rle: str) -> str:
     return repr(rle if len(rle) <= 40 else rle[:37] + "...")
+
+
+def _token(data: bytes, k: int) -> str:
+    """The ``k``-th value as written (the parser saturates numbers beyond int64), shortened."""
+    tok = data.split()[k].decode("ascii")
+    return tok if len(tok) <= 30 else tok[:27] + "..."
 
 
 def parse_runs(rle: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,12 +42,15 @@ def parse_runs(rle: str, height: int, width: int) -> tuple[np.ndarray, np.ndarra
 
     Raises :class:`CxrkitError` naming the problem (and the run) unless the string is a sequence of
     non-negative integer pairs with ``start >= 1``, ``length >= 1``, runs sorted and non-overlapping
-    and the last run inside the ``height * width`` pixels.
+    and the last run inside the ``height * width`` pixels (touching runs, ``"1 2 3 2"``, are accepted).
+    ``height``/``width`` must be positive integers (integral floats pass) with ``height * width <=``
+    :data:`MAX_PIXELS`. Numbers beyond the mask are refused before any arithmetic, so a huge number
+    never overflows or allocates.
     """
     if not isinstance(rle, str):
         raise CxrkitError(f"RLE must be a string of 'start length' pairs, got {type(rle).__name__}")
-    _check_size(height, width)
-    n_pixels = int(height) * int(width)
+    height, width = _check_size(height, width)
+    n_pixels = height * width
     try:
         data = rle.encode("ascii")
     except UnicodeEncodeError:
@@ -53,12 +65,21 @@ def parse_runs(rle: str, height: int, width: int) -> tuple[np.ndarray, np.ndarra
         ) from None
     if values.size % 2:
         raise CxrkitError(f"RLE {_describe(rle)} has an odd number of values ({values.size}); expected 'start length' pairs")
+    if values.size:
+        # Every value must lie in 1..n_pixels before any arithmetic: then start - 1 and start + length
+        # cannot overflow int64 (the C parser saturates longer numbers at -2**63 / 2**63 - 1).
+        if values.max() > n_pixels:
+            k = int(np.argmax(values > n_pixels))
+            raise CxrkitError(
+                f"RLE run {k // 2} has {'start' if k % 2 == 0 else 'length'} {_token(data, k)}, past the "
+                f"{height}x{width} = {n_pixels} pixels of the mask"
+            )
+        if values[0::2].min() < 1:
+            k = int(np.argmax(values[0::2] < 1))
+            raise CxrkitError(f"RLE run {k} has start {_token(data, 2 * k)}; starts are 1-based (>= 1)")
     starts = values[0::2] - 1
     lengths = values[1::2]
     if starts.size:
-        if starts.min() < 0:
-            k = int(np.argmax(starts < 0))
-            raise CxrkitError(f"RLE run {k} has start {starts[k] + 1}; starts are 1-based (>= 1)")
         if lengths.min() < 1:
             k = int(np.argmax(lengths < 1))
             raise CxrkitError(f"RLE run {k} (start {starts[k] + 1}) has length {lengths[k]}; expected >= 1")
@@ -95,7 +116,8 @@ def decode(rle: str, height: int, width: int, *, out: np.ndarray | None = None) 
     malformed string (see :func:`parse_runs`) or an unsuitable ``out``.
     """
     starts, lengths = parse_runs(rle, height, width)
-    n_pixels = int(height) * int(width)
+    height, width = _check_size(height, width)  # Python ints (parse_runs checked them)
+    n_pixels = height * width
     k = starts.size
     if out is not None:
         return _decode_into(out, starts, lengths, height, width)
@@ -192,7 +214,20 @@ def area(rle: str, height: int, width: int) -> int:
     return int(lengths.sum())
 
 
-def _check_size(height: int, width: int) -> None:
+def _check_size(height: int, width: int) -> tuple[int, int]:
+    """Validate a mask size; returns it as Python ints. At most :data:`MAX_PIXELS` pixels."""
+    out = []
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or int(value) != value or value <= 0:
+        try:
+            ok = not isinstance(value, (bool, str)) and int(value) == value and value > 0
+        except (TypeError, ValueError, OverflowError):  # None, nan, inf, a list, ...
+            ok = False
+        if not ok:
             raise CxrkitError(f"mask {name} must be a positive integer, got {value!r}")
+        out.append(int(value))
+    if out[0] * out[1] > MAX_PIXELS:
+        raise CxrkitError(
+            f"mask size {out[0]}x{out[1]} = {out[0] * out[1]} pixels is more than the {MAX_PIXELS} "
+            "(16384 x 16384) a mask may have"
+        )
+    return out[0], out[1]

@@ -18,25 +18,104 @@ from cxrkit.errors import CxrkitError
 
 TASKS = ("classification", "segmentation", "registration")
 
+# What a model's forward pass gives (its capabilities); callers ask the card instead of checking classes.
+OUTPUTS = ("logits", "cams", "landmarks", "masks", "transform")
+
 
 @dataclass(frozen=True)
 class Normalization:
     """Intensity normalization applied after scaling uint8 pixels to [0, 1].
 
-    ``per_image=False``: ``(x - mean) / std`` with the fixed ``mean`` and ``std``.
+    ``per_image=False``: ``(x - mean) / std`` with the fixed ``mean`` and ``std``. Each is one float (every
+    channel) or a tuple with one float per input channel (e.g. ImageNet's ``(0.485, 0.456, 0.406)`` /
+    ``(0.229, 0.224, 0.225)`` for a network that takes the gray image replicated to 3 channels); a tuple's
+    length must equal the card's ``in_channels``.
     ``per_image=True``: ``(x - mean(x)) / std(x)`` with the image's own mean and standard deviation (over
     the radiograph's pixels, not the square padding; the fixed fields are then unused), so a global
     brightness/contrast change of the radiograph does not change the model input.
     """
 
-    mean: float = 0.5
-    std: float = 0.25
+    mean: float | tuple[float, ...] = 0.5
+    std: float | tuple[float, ...] = 0.25
     per_image: bool = False
+
+    def __post_init__(self) -> None:
+        # JSON and old checkpoints give lists / ints: store floats or tuples of floats (frozen, comparable).
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    raise CxrkitError(f"normalization {name} is an empty sequence; expected a float or one per channel")
+                value = tuple(float(v) for v in value)
+            else:
+                value = float(value)
+            object.__setattr__(self, name, value)
+        m, s = self.mean, self.std
+        if isinstance(m, tuple) and isinstance(s, tuple) and len(m) != len(s):
+            raise CxrkitError(f"normalization has {len(m)} channel means but {len(s)} channel stds")
+        if not self.per_image and min(s if isinstance(s, tuple) else (s,)) <= 0:
+            raise CxrkitError(f"normalization std must be positive, got {s}")
+
+    @property
+    def channels(self) -> int | None:
+        """Number of channels the fixed statistics are given for, or None when they are single floats."""
+        for value in (self.mean, self.std):
+            if isinstance(value, tuple):
+                return len(value)
+        return None
 
     def describe(self) -> str:
         if self.per_image:
             return "x/255 -> (x - mean(x)) / std(x) per image"
+        if self.channels is not None:
+            return f"x/255 -> (x - {self.mean}) / {self.std} per channel"
         return f"x/255 -> (x - {self.mean}) / {self.std}"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a model's weights come from and what they are good for (shown by ``cxrkit models show``, in
+    ``analyze`` JSON/HTML, the viewer and ``GET /v1/models``).
+
+    Attributes:
+        training_data: what the weights were trained on, in words (``""``: untrained).
+        synthetic: True when the training labels were synthetic (e.g. lesions inserted into images), so the
+            outputs are not findings on real images; such a model is never a default on real images.
+        metrics: measured figures as ``(name, value)`` pairs (e.g. ``("jsrt_test_dice_heart", 0.936)``); pages
+            and docs read them from here.
+        metrics_command: the command that measured ``metrics``.
+        license: license of the weights.
+        intended_use: what the model is for, and what not.
+        source: how the weights were made (training command) or where they were imported from.
+    """
+
+    training_data: str = ""
+    synthetic: bool = False
+    metrics: tuple[tuple[str, float], ...] = ()
+    metrics_command: str = ""
+    license: str = ""
+    intended_use: str = ""
+    source: str = ""
+
+    @property
+    def metrics_dict(self) -> dict[str, float]:
+        return dict(self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["metrics"] = {k: v for k, v in self.metrics}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Provenance":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise CxrkitError(f"model card provenance has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(d)
+        m = kw.get("metrics") or {}
+        kw["metrics"] = tuple((str(k), float(v)) for k, v in (m.items() if isinstance(m, Mapping) else m))
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -56,6 +135,10 @@ class ModelCard:
         architecture: keyword arguments the network was built with (kept so a checkpoint rebuilds it).
         weights_sha256: digest of the weights (state dict), ``None`` for untrained models.
         description: one line for humans.
+        outputs: what ``forward`` gives (see :data:`OUTPUTS`): ``logits`` and ``cams`` for classifiers,
+            ``landmarks`` (then masks are filled contours) or ``masks`` (pixel logits) for segmentation,
+            ``transform`` for registration.
+        provenance: training data, metrics, license and intended use (:class:`Provenance`).
     """
 
     name: str
@@ -68,6 +151,8 @@ class ModelCard:
     architecture: tuple[tuple[str, Any], ...] = ()
     weights_sha256: str | None = None
     description: str = ""
+    outputs: tuple[str, ...] = ()
+    provenance: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -78,6 +163,13 @@ class ModelCard:
             raise CxrkitError(
                 f"model card {self.name!r}: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
             )
+        bad = [o for o in self.outputs if o not in OUTPUTS]
+        if bad:
+            raise CxrkitError(f"model card {self.name!r}: output {bad[0]!r} is not one of {OUTPUTS}")
+
+    def gives(self, output: str) -> bool:
+        """Whether the model's forward pass gives ``output`` (one of :data:`OUTPUTS`)."""
+        return output in self.outputs
 
     @property
     def arch_kwargs(self) -> dict[str, Any]:
@@ -91,6 +183,8 @@ class ModelCard:
         d["labels"] = list(self.labels)
         d["thresholds"] = None if self.thresholds is None else list(self.thresholds)
         d["architecture"] = {k: v for k, v in self.architecture}
+        d["outputs"] = list(self.outputs)
+        d["provenance"] = self.provenance.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -114,6 +208,12 @@ class ModelCard:
             kw["architecture"] = tuple(sorted((str(k), _freeze(v)) for k, v in arch.items()))
         else:
             kw["architecture"] = tuple((str(k), _freeze(v)) for k, v in arch)
+        kw["outputs"] = tuple(kw.get("outputs") or ())
+        prov = kw.get("provenance")
+        if isinstance(prov, Mapping):
+            kw["provenance"] = Provenance.from_dict(prov)
+        elif prov is None:
+            kw.pop("provenance", None)
         return cls(**kw)
 
 

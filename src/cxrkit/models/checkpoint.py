@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import ModelError, UsageError
 from cxrkit.io.atomic import write_bytes
 from cxrkit.models.cards import ModelCard
 
@@ -72,7 +72,7 @@ def save_checkpoint(
     model = _unwrap(model)
     card: ModelCard = getattr(model, "card", None)
     if card is None:
-        raise CxrkitError("model has no .card; build it with cxrkit.models.create_model")
+        raise ModelError("model has no .card; build it with cxrkit.models.create_model")
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     card = card.replace(weights_sha256=state_dict_sha256(state))
     payload: dict[str, Any] = {"format": FORMAT, "card": card.to_dict(), "state_dict": state}
@@ -89,57 +89,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and verify a checkpoint file; returns the payload with ``card`` as a :class:`ModelCard`."""
     path = Path(path)
     if not path.is_file():
-        raise CxrkitError(f"{path}: checkpoint not found")
+        raise ModelError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CxrkitError(f"{path}: not a readable cxrkit checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ModelError(f"{path}: not a readable cxrkit checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CxrkitError(f"{path}: not a cxrkit checkpoint (format {got!r}, expected {FORMAT!r})")
+        raise ModelError(f"{path}: not a cxrkit checkpoint (format {got!r}, expected {FORMAT!r})")
     card = ModelCard.from_dict(payload["card"])
     digest = state_dict_sha256(payload["state_dict"])
     if card.weights_sha256 != digest:
-        raise CxrkitError(
+        raise ModelError(
             f"{path}: weights sha256 {digest[:16]}... does not match the card's "
             f"{str(card.weights_sha256)[:16]}... (file corrupted or edited)"
         )
     payload["card"] = card
     return payload
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    expect_name: str | None = None,
-    expect_labels: tuple[str, ...] | None = None,
-    expect_input_size: int | None = None,
-    expect_sha256: str | None = None,
-):
-    """Build the model a checkpoint describes and load its verified weights (eval mode)."""
-    from cxrkit.models.registry import build
-
-    payload = read_checkpoint(path)
-    card: ModelCard = payload["card"]
-    checks = (
-        ("model", expect_name, card.name),
-        ("labels", None if expect_labels is None else tuple(expect_labels), card.labels),
-        ("input size", expect_input_size, card.input_size),
-        ("weights sha256", expect_sha256, card.weights_sha256),
-    )
-    for what, want, have in checks:
-        if want is not None and want != have:
-            raise CxrkitError(f"{path}: checkpoint {what} is {have!r}, expected {want!r}")
-    model = build(card)
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
-    if missing or unexpected:
-        raise CxrkitError(
-            f"{path}: weights do not fit model {card.name!r} (missing {list(missing)[:3]}, "
-            f"unexpected {list(unexpected)[:3]})"
-        )
-    model.eval()
-    log.info("loaded %s (%s, sha256 %s...)", path, card.name, str(card.weights_sha256)[:12])
-    return model
 
 
 def resume_state(last: str | os.PathLike, config: Mapping[str, Any], model: torch.nn.Module,
@@ -152,7 +118,7 @@ def resume_state(last: str | os.PathLike, config: Mapping[str, Any], model: torc
         return None
     payload = read_checkpoint(last)
     if payload["training"]["config"] != dict(config):
-        raise CxrkitError(f"{last}: was trained with another configuration; use a new --out")
+        raise UsageError(f"{last}: was trained with another configuration; use a new --out")
     model.load_state_dict(payload["state_dict"])
     optimizer.load_state_dict(payload["training"]["optimizer"])
     log.info("resuming from %s at step %s", last, payload["training"]["state"].get("step"))

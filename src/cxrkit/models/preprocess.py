@@ -10,21 +10,32 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from cxrkit.errors import ModelError
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import to_uint8
 from cxrkit.models.cards import ModelCard, Normalization
 
 
 def to_model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, SquareResize]:
-    """Grayscale image (H, W; any dtype) -> float32 (1, S, S) normalized input and its geometry."""
+    """Grayscale image (H, W; any dtype) -> float32 (C, S, S) normalized input and its geometry.
+
+    ``C`` is ``card.in_channels``: a network that takes 3 channels (e.g. an ImageNet-style DenseNet) gets the
+    gray image replicated to every channel, then each channel normalized with its own statistics when the
+    card's :class:`Normalization` gives them per channel.
+    """
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    norm = card.normalization
+    if norm.channels is not None and norm.channels != card.in_channels:
+        raise ModelError(f"model card {card.name!r}: normalization has statistics for {norm.channels} channels "
+                         f"but the model takes {card.in_channels}")
     img8 = image if image.dtype == np.uint8 else to_uint8(image)
     geom = SquareResize(height=img8.shape[0], width=img8.shape[1], size=card.input_size)
     square = geom.image_to_square(img8)
-    stats = image_stats(img8) if card.normalization.per_image else None
-    x = normalize(square.astype(np.float32) / 255.0, card.normalization, stats)
-    return x[None], geom
+    stats = image_stats(img8) if norm.per_image else None
+    x01 = np.broadcast_to(square.astype(np.float32) / 255.0, (card.in_channels, *square.shape))
+    x = normalize(x01, norm, stats)
+    return np.ascontiguousarray(x, dtype=np.float32), geom
 
 
 def image_stats(image_uint8: np.ndarray) -> tuple[float, float]:
@@ -36,11 +47,25 @@ def image_stats(image_uint8: np.ndarray) -> tuple[float, float]:
 def normalize(x01, norm: Normalization, stats: tuple[float, float] | None = None):
     """Pixels scaled to [0, 1] -> the model's input, as the card's :class:`Normalization` says.
 
-    Works on a numpy array (one image; ``stats`` from :func:`image_stats` of the unpadded image, or computed
-    here when None) or on a torch batch ``(N, C, H, W)`` (per-image statistics over each sample).
+    Works on a numpy array (one image, (H, W) or (C, H, W); ``stats`` from :func:`image_stats` of the unpadded
+    image, or computed here when None) or on a torch batch ``(N, C, H, W)`` (per-image statistics over each
+    sample). Per-channel statistics apply along the channel axis (0 for a numpy image, 1 for a torch batch);
+    a single-channel input is broadcast to their number of channels (the gray image replicated).
     """
     if not norm.per_image:
-        return (x01 - norm.mean) / norm.std
+        if norm.channels is None:
+            return (x01 - norm.mean) / norm.std
+        if isinstance(x01, np.ndarray):
+            shape = (-1, 1, 1)
+            x = x01 if x01.ndim == 3 else x01[None]
+            mean = np.asarray(norm.mean, np.float32).reshape(shape)
+            std = np.asarray(norm.std, np.float32).reshape(shape)
+            return ((x - mean) / std).astype(np.float32)
+        import torch
+
+        mean = torch.as_tensor(norm.mean, dtype=x01.dtype, device=x01.device).reshape(1, -1, 1, 1)
+        std = torch.as_tensor(norm.std, dtype=x01.dtype, device=x01.device).reshape(1, -1, 1, 1)
+        return (x01 - mean) / std
     if isinstance(x01, np.ndarray):
         mean, std = stats if stats is not None else (float(x01.mean()), float(x01.std()))
         return ((x01 - mean) / max(std, _EPS)).astype(np.float32)

@@ -19,10 +19,14 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+import logging
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import ModelError
 from cxrkit.models.cards import ModelCard
+from cxrkit.models.checkpoint import read_checkpoint
+
+log = logging.getLogger(__name__)
 
 Builder = Callable[[ModelCard], Any]
 
@@ -43,7 +47,7 @@ def register_model(card: ModelCard, weights_file: str | None = None) -> Callable
 
     def deco(builder: Builder) -> Builder:
         if card.name in _REGISTRY:
-            raise CxrkitError(f"model {card.name!r} is registered twice")
+            raise ModelError(f"model {card.name!r} is registered twice")
         _REGISTRY[card.name] = _Entry(builder=builder, card=card, weights_file=weights_file)
         return builder
 
@@ -71,7 +75,8 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise CxrkitError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise ModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
+                         "(or give a checkpoint path)") from None
 
 
 def shipped_weights(name: str) -> Path | None:
@@ -97,21 +102,21 @@ def create_model(
     loads the weights shipped in the package (an error if there are none).
     """
     if checkpoint is not None and pretrained:
-        raise CxrkitError("give either checkpoint= or pretrained=True, not both")
+        raise ModelError("give either checkpoint= or pretrained=True, not both")
     entry = _entry(name)
     if pretrained:
         path = shipped_weights(name)
         if path is None:
-            raise CxrkitError(
+            raise ModelError(
                 f"model {name!r} has no weights shipped in this package; train it or pass checkpoint=PATH"
             )
         checkpoint = path
     if checkpoint is not None:
-        from cxrkit.models.checkpoint import load_checkpoint
-
         model = load_checkpoint(checkpoint, expect_name=name,
                                 expect_sha256=entry.card.weights_sha256 if pretrained else None)
         _check_overrides(model.card, overrides, checkpoint)
+        if pretrained:  # the registry's card is authoritative for shipped weights (provenance, metrics, text)
+            model.card = entry.card.replace(weights_sha256=model.card.weights_sha256)
         return model
     card = entry.card
     if overrides:
@@ -130,8 +135,11 @@ def create_model(
 
 
 def build(card: ModelCard):
-    """Build the untrained network described by ``card`` and attach the card."""
+    """Build the untrained network described by ``card`` and attach the card (a card from an older
+    checkpoint without ``outputs`` gets its family's)."""
     entry = _entry(card.name)
+    if not card.outputs:
+        card = card.replace(outputs=entry.card.outputs)
     model = entry.builder(card)
     model.card = card
     return model
@@ -143,6 +151,93 @@ def _check_overrides(card: ModelCard, overrides: dict[str, Any], source: Any) ->
         if key == "labels":
             value = tuple(value)
         if have != value:
-            raise CxrkitError(
+            raise ModelError(
                 f"checkpoint {source}: its {key} is {have!r}, but {value!r} was asked for"
             )
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    expect_name: str | None = None,
+    expect_labels: tuple[str, ...] | None = None,
+    expect_input_size: int | None = None,
+    expect_sha256: str | None = None,
+):
+    """Build the model a checkpoint describes and load its verified weights (eval mode)."""
+    payload = read_checkpoint(path)
+    card: ModelCard = payload["card"]
+    checks = (
+        ("model", expect_name, card.name),
+        ("labels", None if expect_labels is None else tuple(expect_labels), card.labels),
+        ("input size", expect_input_size, card.input_size),
+        ("weights sha256", expect_sha256, card.weights_sha256),
+    )
+    for what, want, have in checks:
+        if want is not None and want != have:
+            raise ModelError(f"{path}: checkpoint {what} is {have!r}, expected {want!r}")
+    model = build(card)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"{path}: weights do not fit model {card.name!r} (missing {list(missing)[:3]}, "
+            f"unexpected {list(unexpected)[:3]})"
+        )
+    model.eval()
+    log.info("loaded %s (%s, sha256 %s...)", path, card.name, str(card.weights_sha256)[:12])
+    return model
+
+
+def is_checkpoint_path(spec: str | os.PathLike) -> bool:
+    """Whether a ``--model`` value names a file rather than a registry name: it exists as a file, or it looks
+    like a path (a ``/`` or a ``.pt``/``.pth``/``.ckpt`` suffix)."""
+    text = os.fspath(spec)
+    return os.path.isfile(text) or "/" in text or os.sep in text or text.lower().endswith((".pt", ".pth", ".ckpt"))
+
+
+def load_model(spec: str | os.PathLike | None, *, default: str | None = None, task: str | None = None,
+               needs: str | Sequence[str] = (), device: Any = "cpu"):
+    """The one way cxrkit's commands, batch jobs, analysis and the service get a model.
+
+    Args:
+        spec: a registry name with weights shipped in the package (``cxrkit models list``) or a checkpoint
+            path; None for ``default``.
+        default: registry name used when ``spec`` is None (None: no default, ``spec`` is required).
+        task: the task the caller runs (``classification``, ``segmentation``, ``registration``); a model of
+            another task is refused.
+        needs: outputs the caller uses (see :data:`cxrkit.models.cards.OUTPUTS`), e.g. ``"landmarks"``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a ``torch.device`` (see
+            :func:`cxrkit.models.device.resolve_device`).
+
+    Returns the model in eval mode on ``device``, its card (with provenance) as ``model.card``. Raises
+    :class:`~cxrkit.errors.ModelError` naming the value and the valid choices.
+    """
+    from cxrkit.models.device import resolve_device
+
+    if spec is None or str(spec) == "":
+        if default is None:
+            raise ModelError("no model given; pass --model NAME or a checkpoint path (`cxrkit models list`)")
+        spec = default
+    if is_checkpoint_path(spec):
+        model = load_checkpoint(spec)
+    else:
+        name = str(spec)
+        entry = _entry(name)
+        if shipped_weights(name) is None:
+            raise ModelError(f"model {name!r} has no weights shipped in this package; give a checkpoint path "
+                             f"(e.g. from `cxrkit train`). Shipped: {', '.join(shipped_models())}")
+        model = create_model(name, pretrained=True)
+        del entry
+    card: ModelCard = model.card
+    if task is not None and card.task != task:
+        raise ModelError(f"{spec}: model {card.name!r} is a {card.task} model; this command needs a {task} model")
+    for need in ([needs] if isinstance(needs, str) else list(needs)):
+        if not card.gives(need):
+            raise ModelError(f"{spec}: model {card.name!r} gives {', '.join(card.outputs) or 'nothing'}, not {need}; "
+                             "this command needs a model that does")
+    return model.to(resolve_device(device)).eval()
+
+
+def shipped_models(task: str | None = None) -> list[str]:
+    """Registry names whose weights ship in the package (optionally of one ``task``)."""
+    return [n for n in list_models(task) if shipped_weights(n) is not None]

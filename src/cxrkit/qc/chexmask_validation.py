@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from cxrkit.data.chexmask import STORED_SIZE, CheXmaskRecord, iter_records, read_name_mapping
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.atomic import write_text
 from cxrkit.viz import save_figure
 from cxrkit.io.geometry import SquareResize
@@ -218,7 +218,7 @@ def _physician_name(path: Path, dataset: str) -> str:
 
 def _check_file(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise CxrkitError(f"{path}: {what} not found")
+        raise UsageError(f"{path}: {what} not found")
     return path
 
 

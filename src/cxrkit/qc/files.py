@@ -1,7 +1,9 @@
 """``cxrkit qc``: RCA estimates for images whose masks are in a CheXmask-format CSV.
 
-Each image is matched to the SEG.csv row whose ImageID (or the ID's last path component) is the image's
-file name. Masks stored at the image's size are used as they are; masks stored in CheXmask's square
+Each image is matched to the SEG.csv row whose ID is the image's identity (its path relative to the input
+root; :mod:`cxrkit.io.inputs`), or, for the dataset ID columns of ``cxrkit segment --id-style`` (``Image
+Index``, ``Path``, ``dicom_id``, ``image_id``, ``ImageID``), the value that style gives the image
+(:func:`cxrkit.data.id_styles.candidate_ids`). A row ID that two images would both match is an error for both. Masks stored at the image's size are used as they are; masks stored in CheXmask's square
 space (Height = Width, e.g. 1024 x 1024 for a non-square original) are compared with the image padded
 to a centred square and resized to that size. An image that cannot be read, has no row, or whose masks
 do not fit gets an ``error`` in its row: the run goes on and the exit status says so.
@@ -11,27 +13,44 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError, one_line
+from cxrkit.io.inputs import ImageInput
 from cxrkit.qc.rca import QC_COLUMNS, RcaEstimator
 
 log = logging.getLogger(__name__)
 
 
-def read_rows_for(seg_csv: str | os.PathLike, names: set[str]) -> dict[str, object]:
-    """Stream SEG.csv once; the records whose ImageID's file name is in ``names`` (bad rows raise)."""
-    from cxrkit.data.chexmask import iter_records
+def match_rows(seg_csv: str | os.PathLike, inputs: Sequence[ImageInput]) -> dict[str, object]:
+    """Stream SEG.csv once; ``{image identity: record}`` for the images whose row is there (bad rows raise)."""
+    from cxrkit.data.chexmask import iter_records, read_columns
+    from cxrkit.data.id_styles import candidate_ids
 
+    column = read_columns(seg_csv).id_name
+    wanted: dict[str, list[str]] = {}  # row id -> identities of the images it may belong to
+    order: dict[str, list[str]] = {}
+    for inp in inputs:
+        order[inp.id] = candidate_ids(inp, column)
+        for c in order[inp.id]:
+            wanted.setdefault(c, []).append(inp.id)
     found: dict[str, object] = {}
     for rec in iter_records(seg_csv):
-        name = str(rec.image_id).replace("\\", "/").rsplit("/", 1)[-1]
-        if name in names:
-            found[name] = rec
-    return found
+        rid = str(rec.image_id).strip()
+        if rid in wanted and rid not in found:
+            found[rid] = rec
+    out: dict[str, object] = {}
+    for ident, candidates in order.items():
+        for c in candidates:
+            if c in found:
+                if len(wanted[c]) > 1:
+                    raise InputError(f"{seg_csv}: row {column} {c!r} would match several images "
+                                     f"({', '.join(wanted[c][:3])}); write SEG.csv with --id-style path")
+                out[ident] = found[c]
+                break
+    return out
 
 
 def masks_in_image_frame(record, image: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -48,9 +67,9 @@ def masks_in_image_frame(record, image: np.ndarray) -> tuple[np.ndarray, dict[st
                       f"{image.shape[1]}x{image.shape[0]} (expected the image's size or a square CheXmask space)")
 
 
-def qc_files(estimator: RcaEstimator, images: Sequence[str | os.PathLike], seg_csv: str | os.PathLike,
+def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str | os.PathLike,
              progress: bool = True, annotated: str | os.PathLike | None = None) -> list[dict[str, object]]:
-    """One dict per image: ``ImageID``, the :data:`QC_COLUMNS` and ``error`` (empty when fine).
+    """One dict per image: ``ImageID`` (its identity), the :data:`QC_COLUMNS` and ``error`` (empty when fine).
 
     With ``annotated``, also write (atomically) the SEG.csv rows of the images that were scored, in
     CheXmask's layout with the two Dice RCA columns filled and the per-structure ones appended: a file
@@ -60,20 +79,24 @@ def qc_files(estimator: RcaEstimator, images: Sequence[str | os.PathLike], seg_c
 
     from cxrkit.io.images import read_image
 
-    paths = [Path(p) for p in images]
-    rows = read_rows_for(seg_csv, {p.name for p in paths})
+    from cxrkit.data.chexmask import read_columns
+    from cxrkit.data.id_styles import candidate_ids
+
+    column = read_columns(seg_csv).id_name
+    rows = match_rows(seg_csv, inputs)
     out: list[dict[str, object]] = []
-    for path in tqdm(paths, desc="RCA", disable=not progress):
-        row: dict[str, object] = {"ImageID": path.name, **{c: "" for c in QC_COLUMNS}, "error": ""}
+    for inp in tqdm(list(inputs), desc="RCA", disable=not progress):
+        row: dict[str, object] = {"ImageID": inp.id, **{c: "" for c in QC_COLUMNS}, "error": ""}
         try:
-            if path.name not in rows:
-                raise CxrkitError(f"{seg_csv}: no row with ImageID {path.name!r}")
-            image, masks = masks_in_image_frame(rows[path.name], read_image(path).pixels)
+            if inp.id not in rows:
+                looked = " or ".join(repr(c) for c in candidate_ids(inp, column))
+                raise InputError(f"{seg_csv}: no row with {column} {looked} (image {inp.path})")
+            image, masks = masks_in_image_frame(rows[inp.id], read_image(inp.path).pixels)
             row.update({k: round(v, 6) if isinstance(v, float) else v
                         for k, v in estimator.estimate(image, masks).columns().items()})
         except (CxrkitError, OSError, ValueError) as exc:
-            log.error("%s: %s", path, exc)
-            row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            row["error"] = one_line(exc, inp.path)
+            log.error("%s", row["error"])
         out.append(row)
     if annotated is not None:
         write_annotated(out, rows, annotated)

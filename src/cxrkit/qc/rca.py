@@ -13,8 +13,13 @@ reference scores high there; a wrong one cannot. As in CheXmask (Gaggion et al. 
 The raw maximum underestimates good segmentations (no reference matches a new patient perfectly; the
 heart's faint border limits it most), so an optional :class:`Calibration` maps it to an estimate of the
 Dice itself: a per-structure linear map fitted on held-out images (``cxrkit bench rca --split val``)
-for one reference set and registration method, written as ``Dice RCA (Calibrated)`` columns. One is
-shipped for the default reference set with each method (``cxrkit/qc/data/calibration_<method>.json``).
+for one reference set and registration method, written as ``Dice RCA (Calibrated)`` columns. Shipped
+ones (``cxrkit/qc/data/calibration_*.json``, fitted on the JSRT validation split) cover the shipped
+reference set and the JSRT expert set with each method; the one that fits is found by its reference ids
+and registration network.
+
+The reference set (:mod:`cxrkit.qc.reference`) defaults to the one shipped in the package, so quality
+control works on a fresh install; ``--reference DIR`` or ``CXRKIT_RCA_REFERENCE`` choose another (JSRT).
 
 Registration is either the learned network ``rca_regnet`` (one forward pass for all references; the
 default) or the classical iterative optimization (:func:`cxrkit.qc.register.register_iterative`, the
@@ -118,7 +123,11 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Calibration":
-        return cls.from_json(open(path, encoding="utf-8").read(), str(path))
+        try:
+            text = open(path, encoding="utf-8").read()
+        except OSError as exc:
+            raise CxrkitError(f"{path}: cannot read the RCA calibration ({exc.strerror})") from None
+        return cls.from_json(text, str(path))
 
 
 def fit_calibration(true: Mapping[str, np.ndarray], rca_max: Mapping[str, np.ndarray], method: str,
@@ -131,9 +140,22 @@ def fit_calibration(true: Mapping[str, np.ndarray], rca_max: Mapping[str, np.nda
     return Calibration(method, coef, tuple(reference_ids), registration_sha256, fitted_on)
 
 
-def shipped_calibration(method: str) -> Calibration | None:
-    path = resources.files("cxrkit.qc").joinpath("data", f"calibration_{method}.json")
-    return Calibration.from_json(path.read_text(), str(path)) if path.is_file() else None
+def shipped_calibrations() -> list[Calibration]:
+    """Every calibration shipped in the package (``cxrkit/qc/data/calibration_*.json``), by file name."""
+    folder = resources.files("cxrkit.qc").joinpath("data")
+    files = sorted((f for f in folder.iterdir() if f.name.startswith("calibration_") and f.name.endswith(".json")),
+                   key=lambda f: f.name)
+    return [Calibration.from_json(f.read_text(), str(f)) for f in files]
+
+
+def shipped_calibration(method: str, reference_ids: Sequence[str] | None = None,
+                        registration_sha256: str | None = None) -> Calibration | None:
+    """The shipped calibration fitted for this method, reference set and network; None if there is none
+    (without ``reference_ids``: the first one shipped for ``method``)."""
+    for cal in shipped_calibrations():
+        if cal.method == method and (reference_ids is None or cal.fits(method, reference_ids, registration_sha256)):
+            return cal
+    return None
 
 
 def dice_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -188,10 +210,9 @@ class RcaEstimator:
             self.model = model.eval()
         sha = None if self.model is None else self.model.card.weights_sha256
         if calibration == "shipped":
-            calibration = shipped_calibration(method)
-            if calibration is not None and not calibration.fits(method, reference.ids, sha):
-                log.info("shipped RCA calibration does not fit this reference set / network: not used")
-                calibration = None
+            calibration = shipped_calibration(method, reference.ids, sha)
+            if calibration is None:
+                log.info("no shipped RCA calibration fits this reference set / network: not used")
         elif calibration is not None:
             if not calibration.fits(method, reference.ids, sha):
                 raise CxrkitError(f"RCA calibration ({calibration.method}, {len(calibration.reference_ids)} references, "
@@ -231,14 +252,17 @@ class RcaEstimator:
 def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
                    method: Literal["learned", "iterative"] = "learned",
                    registration: str | os.PathLike | None = None,
-                   calibration: Calibration | Literal["shipped"] | None = "shipped") -> RcaEstimator:
-    """An :class:`RcaEstimator` from a reference set or its folder (default: the JSRT subset, see
-    :func:`cxrkit.qc.reference.default_reference_root`) and, for the learned method, an optional
-    ``rca_regnet`` checkpoint (default: the shipped weights)."""
-    from cxrkit.qc.reference import default_reference_root, load_reference
+                   calibration: Calibration | Literal["shipped"] | str | os.PathLike | None = "shipped") -> RcaEstimator:
+    """An :class:`RcaEstimator` from a reference set, ``"shipped"``, a folder or a reference file
+    (default: ``$CXRKIT_RCA_REFERENCE``, else the set shipped in the package; see
+    :func:`cxrkit.qc.reference.resolve_reference`) and, for the learned method, an optional
+    ``rca_regnet`` checkpoint (default: the shipped weights). ``calibration``: a :class:`Calibration`,
+    the path of one (JSON), ``"shipped"`` (the packaged one that fits, if any) or None."""
+    from cxrkit.qc.reference import resolve_reference
 
-    if not isinstance(reference, ReferenceSet):
-        reference = load_reference(reference or default_reference_root())
+    reference = resolve_reference(reference)
+    if calibration is not None and not isinstance(calibration, Calibration) and str(calibration) != "shipped":
+        calibration = Calibration.load(calibration)
     model = None
     if method == "learned" and registration:
         from cxrkit.models import create_model
@@ -248,15 +272,17 @@ def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
 
 
 def optional_estimator(**kwargs) -> tuple[RcaEstimator | None, str]:
-    """:func:`make_estimator`, or ``(None, why)`` when no reference set is available (for the callers
-    where quality control is a bonus: ``cxrkit analyze``, the service, the demo)."""
+    """:func:`make_estimator`, or ``(None, why)`` when the reference set asked for cannot be used (e.g. a
+    missing ``$CXRKIT_RCA_REFERENCE`` folder); for the callers where quality control is a bonus:
+    ``cxrkit analyze``, the service, the demo. With no reference asked for, the shipped set is used."""
     try:
         return make_estimator(**kwargs), ""
     except CxrkitError as exc:
         return None, f"quality control not run: {exc}"
 
 
-def estimate_rca(image: np.ndarray, masks: Mapping[str, np.ndarray], reference: ReferenceSet | None = None,
+def estimate_rca(image: np.ndarray, masks: Mapping[str, np.ndarray], reference: ReferenceSet | str | None = None,
                  method: Literal["learned", "iterative"] = "learned") -> RcaEstimate:
-    """One-call API: RCA of ``image``'s three ``masks`` against ``reference`` (default: the JSRT subset)."""
+    """One-call API: RCA of ``image``'s three ``masks`` against ``reference`` (default: the shipped set, or
+    ``$CXRKIT_RCA_REFERENCE``)."""
     return make_estimator(reference, method).estimate(image, masks)

@@ -12,7 +12,10 @@ Dice, per structure and the mean of the three) and by RCA (no ground truth):
 
 Reported per structure and overall (``all``: the mean of the three vs ``Dice RCA``): Pearson r, mean
 absolute error and the AUROC of the estimate for detecting true Dice < 0.7 (low estimate = failure).
-Reference images never come from the evaluated split (the default reference set is JSRT training ids).
+Several reference sets can be scored in the same run on the same candidates (``reference_set`` column;
+``cxrkit bench rca --reference-sets shipped jsrt``): the shipped NIH set against the JSRT expert set.
+Reference images never come from the evaluated split (the JSRT set is 16 training ids; the shipped set is
+NIH images).
 """
 
 from __future__ import annotations
@@ -98,11 +101,22 @@ def model_masks(model, image: np.ndarray) -> Masks:
     return predict_masks(model, image)[0]
 
 
+def _by_set(estimators: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """``{set: {method: estimator}}`` from that or from a flat ``{method: estimator}`` (one set, "reference")."""
+    if all(hasattr(e, "estimate_many") for e in estimators.values()):
+        return {"reference": dict(estimators)}
+    return {name: dict(by_method) for name, by_method in estimators.items()}
+
+
 def build_and_score(jsrt: str | os.PathLike, estimators: Mapping[str, object], models: Mapping[str, object],
                     split: str = "test", seed: int = 0, progress: bool = True,
                     max_images: int | None = None) -> pd.DataFrame:
-    """One row per (image, candidate, structure incl. ``all``) with ``true_dice`` and, per RCA method,
-    ``<method>_mean`` / ``<method>_max``."""
+    """One row per (image, candidate, structure incl. ``all``, reference set) with ``true_dice`` and, per RCA
+    method, ``<method>_mean`` / ``<method>_max`` (and ``<method>_calibrated`` where a calibration applies).
+
+    ``estimators``: ``{reference set name: {method: RcaEstimator}}`` (every set scores the same candidates,
+    in the same run), or ``{method: RcaEstimator}`` for one set (named ``reference``).
+    """
     from tqdm.auto import tqdm
 
     from cxrkit.data.jsrt import read_jsrt
@@ -110,6 +124,7 @@ def build_and_score(jsrt: str | os.PathLike, estimators: Mapping[str, object], m
     from cxrkit.metrics.segmentation import dice
     from cxrkit.segmentation.evaluate import perturb
 
+    sets = _by_set(estimators)
     rng = np.random.default_rng(seed)
     rows = []
     cases = read_jsrt(jsrt, split=split)[:max_images]
@@ -126,19 +141,22 @@ def build_and_score(jsrt: str | os.PathLike, estimators: Mapping[str, object], m
             if not cands:
                 continue
             names = list(cands)
-            per_method = {m: est.estimate_many(img, [cands[n] for n in names]) for m, est in estimators.items()}
+            scored = {(ref, m): est.estimate_many(img, [cands[n] for n in names])
+                      for ref, by_method in sets.items() for m, est in by_method.items()}
             for i, n in enumerate(names):
                 true = {s: dice(cands[n][s], truth[s]) for s in STRUCTURES}
                 true["all"] = float(np.mean(list(true.values())))
                 for s in (*STRUCTURES, "all"):
-                    row = {"image": case.id, "candidate": n, "structure": s, "true_dice": true[s]}
-                    for method, ests in per_method.items():
-                        e = ests[i]
-                        row[f"{method}_mean"] = e.mean if s == "all" else e.per_structure_mean[s]
-                        row[f"{method}_max"] = e.max if s == "all" else e.per_structure_max[s]
-                        if e.calibrated is not None:
-                            row[f"{method}_calibrated"] = e.calibrated[s]
-                    rows.append(row)
+                    for ref, by_method in sets.items():
+                        row = {"image": case.id, "candidate": n, "structure": s, "reference_set": ref,
+                               "true_dice": true[s]}
+                        for method in by_method:
+                            e = scored[ref, method][i]
+                            row[f"{method}_mean"] = e.mean if s == "all" else e.per_structure_mean[s]
+                            row[f"{method}_max"] = e.max if s == "all" else e.per_structure_max[s]
+                            if e.calibrated is not None:
+                                row[f"{method}_calibrated"] = e.calibrated[s]
+                        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -154,19 +172,47 @@ def agreement(true: np.ndarray, est: np.ndarray) -> dict[str, float]:
 
 
 def summarize(per_case: pd.DataFrame) -> pd.DataFrame:
-    """Agreement per RCA method, estimator (mean / max) and structure."""
+    """Agreement per reference set (when the table has ``reference_set``), RCA method, estimator (mean / max /
+    calibrated) and structure."""
     recs = []
-    for col in [c for c in per_case.columns if c.endswith(("_mean", "_max", "_calibrated"))]:
-        method, stat = col.rsplit("_", 1)
-        for s, g in per_case.groupby("structure", sort=False):
-            recs.append({"method": method, "estimate": stat, "structure": s, **agreement(g["true_dice"], g[col])})
+    sets = per_case.groupby("reference_set", sort=False) if "reference_set" in per_case.columns else [(None, per_case)]
+    for ref, table in sets:
+        for col in [c for c in table.columns if c.endswith(("_mean", "_max", "_calibrated"))]:
+            method, stat = col.rsplit("_", 1)
+            for s, g in table.groupby("structure", sort=False):
+                g = g[g[col].notna()]
+                if len(g):
+                    recs.append({**({} if ref is None else {"reference_set": ref}), "method": method,
+                                 "estimate": stat, "structure": s, **agreement(g["true_dice"], g[col])})
     return pd.DataFrame(recs)
 
 
-def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on: str):
-    """Fit a :class:`cxrkit.qc.rca.Calibration` (true Dice on the RCA max) from a validation table."""
+def compare_sets(summary: pd.DataFrame, baseline: str = "jsrt") -> pd.DataFrame:
+    """Each reference set against ``baseline`` (same run, same candidates): per method, estimate and
+    structure, Pearson r and MAE of both and ``delta_r`` = r(set) - r(baseline)."""
+    if "reference_set" not in summary.columns or baseline not in set(summary["reference_set"]):
+        return pd.DataFrame()
+    key = ["method", "estimate", "structure"]
+    base = summary[summary["reference_set"] == baseline].set_index(key)[["pearson_r", "mae"]]
+    recs = []
+    for ref, g in summary[summary["reference_set"] != baseline].groupby("reference_set", sort=False):
+        for k, row in g.set_index(key).iterrows():
+            if k in base.index:
+                b = base.loc[k]
+                recs.append({"reference_set": ref, **dict(zip(key, k)), "pearson_r": row["pearson_r"],
+                             f"pearson_r_{baseline}": b["pearson_r"], "delta_r": row["pearson_r"] - b["pearson_r"],
+                             "mae": row["mae"], f"mae_{baseline}": b["mae"]})
+    return pd.DataFrame(recs)
+
+
+def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on: str,
+                      reference_set: str | None = None):
+    """Fit a :class:`cxrkit.qc.rca.Calibration` (true Dice on the RCA max) from a validation table (the rows
+    of ``reference_set`` when the table has several)."""
     from cxrkit.qc.rca import fit_calibration
 
+    if reference_set is not None and "reference_set" in per_case.columns:
+        per_case = per_case[per_case["reference_set"] == reference_set]
     keys = [*STRUCTURES, "all"]
     g = {k: per_case[per_case["structure"] == k] for k in keys}
     sha = None if estimator.model is None else estimator.model.card.weights_sha256
@@ -204,22 +250,29 @@ def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike) -> None:
 
 def run_validation(jsrt: str | os.PathLike, estimators: Mapping[str, object], models: Mapping[str, object],
                    out: str | os.PathLike, split: str = "test", seed: int = 0, max_images: int | None = None,
-                   progress: bool = True) -> pd.DataFrame:
-    """Build, score, write ``per_case.csv``, ``summary.csv`` and plots; return the summary."""
+                   progress: bool = True, baseline: str = "jsrt") -> pd.DataFrame:
+    """Build, score, write ``per_case.csv``, ``summary.csv``, ``comparison.csv`` (each set against
+    ``baseline`` when both were scored), ``calibration_<set>_<method>.json`` and plots
+    ``rca_vs_true_<set>_<method>[_calibrated].png``; return the summary."""
     from cxrkit.io.atomic import write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per_case = build_and_score(jsrt, estimators, models, split, seed, progress, max_images)
+    sets = _by_set(estimators)
+    per_case = build_and_score(jsrt, sets, models, split, seed, progress, max_images)
     write_text(out / "per_case.csv", per_case.to_csv(index=False))
     summary = summarize(per_case)
     write_text(out / "summary.csv", summary.to_csv(index=False))
-    for m, est in estimators.items():  # a calibration fitted on these images (use one fitted on val for test)
-        cal = fit_from_per_case(per_case, m, est, f"JSRT {split} split, {per_case['image'].nunique()} images")
-        write_text(out / f"calibration_{m}.json", cal.to_json() + "\n")
-    for m in estimators:
-        plot(per_case, f"{m}_max", out / f"rca_vs_true_{m}.png")
-        if f"{m}_calibrated" in per_case.columns:
-            plot(per_case, f"{m}_calibrated", out / f"rca_vs_true_{m}_calibrated.png")
+    comparison = compare_sets(summary, baseline)
+    if len(comparison):
+        write_text(out / "comparison.csv", comparison.to_csv(index=False))
+    for ref, by_method in sets.items():
+        rows = per_case[per_case["reference_set"] == ref]
+        for m, est in by_method.items():  # a calibration fitted on these images (use one fitted on val for test)
+            cal = fit_from_per_case(rows, m, est, f"JSRT {split} split, {rows['image'].nunique()} images")
+            write_text(out / f"calibration_{ref}_{m}.json", cal.to_json() + "\n")
+            plot(rows, f"{m}_max", out / f"rca_vs_true_{ref}_{m}.png")
+            if f"{m}_calibrated" in rows.columns and rows[f"{m}_calibrated"].notna().any():
+                plot(rows, f"{m}_calibrated", out / f"rca_vs_true_{ref}_{m}_calibrated.png")
     log.info("RCA validation written to %s", out)
     return summary

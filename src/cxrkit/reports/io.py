@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.reports.text import SectionRules, canonical_section
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ def _iter_csv(path: Path, id_column: str, text_column: str, encoding: str) -> It
             raise CxrkitError(f"{path}: empty file; expected a header row with columns {id_column!r} and {text_column!r}") from None
         except csv.Error as exc:
             raise CxrkitError(f"{path}: not a readable CSV ({exc})") from None
+        except STREAM_ERRORS as exc:  # a .gz cut short or corrupt, a read error
+            raise stream_error(path, 0, exc) from None
         header = [_clean_id(h) for h in header]
         missing = [c for c in (id_column, text_column) if c not in header]
         if missing:
@@ -158,6 +161,8 @@ def _iter_csv(path: Path, id_column: str, text_column: str, encoding: str) -> It
                 return
             except csv.Error as exc:
                 raise CxrkitError(f"{path}: CSV error at line {reader.line_num} ({exc})") from None
+            except STREAM_ERRORS as exc:
+                raise stream_error(path, reader.line_num, exc) from None
             source = f"{path.name} row {row_no}"
             row_no += 1
             if not row:

@@ -5,6 +5,11 @@ predicted contour vs the SCR expert mask, mean contour error (px) of the predict
 expert landmark contour, and plausibility (one component, no hole). The same under perturbations of the
 input: Gaussian noise, a blanked square, rotation by +-15 degrees (ground truth rotated with the image)
 and low contrast. Also the cardiothoracic ratio error (predicted vs expert masks) per image and condition.
+
+With ``clean_up`` the masks of pixel models (``unet``) get the standard clean-up before they are scored
+(:mod:`cxrkit.segmentation.postprocess`: largest connected component per structure, holes filled);
+landmark models are unaffected. Plausibility is recorded before (``plausible_raw``) and after
+(``plausible``) it, so one report counts implausible masks both without and with the clean-up.
 """
 
 from __future__ import annotations
@@ -48,17 +53,45 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.
     raise ValueError(f"unknown perturbation {kind!r}; choose from {PERTURBATIONS}")
 
 
+def perturbation_rng(seed: int, case_id: str, index: int) -> np.random.Generator:
+    """The generator of one (image, perturbation): seeded by the run seed, the image id's last three digits
+    (0 when they are not digits) and the perturbation's position in the evaluated list."""
+    return np.random.default_rng([seed, int(case_id[-3:]) if case_id[-3:].isdigit() else 0, index])
+
+
+def perturb_with_truth(image: np.ndarray, masks: dict[str, np.ndarray], kind: str, rng: np.random.Generator,
+                       points: np.ndarray | None = None):
+    """The perturbed image with its ground truth moved along: (image, masks, points); masks (bool) and
+    points ((x, y) pixels) are warped by the perturbation's affine (nearest neighbour) when it has one."""
+    img, m = perturb(image, kind, rng)
+    if m is None:
+        return img, masks, points
+    warped = {s: cv2.warpAffine(v.astype(np.uint8), m, v.shape[::-1], flags=cv2.INTER_NEAREST) > 0
+              for s, v in masks.items()}
+    return img, warped, None if points is None else points @ m[:, :2].T + m[:, 2]
+
+
+def predict_for_evaluation(model, image: np.ndarray, clean_up: bool = False):
+    """(masks as scored, masks as predicted, landmarks or None) of one grayscale image: with
+    ``clean_up`` a pixel model's masks get :func:`cxrkit.segmentation.postprocess.clean_masks`."""
+    from cxrkit.segmentation.infer import predict_masks
+    from cxrkit.segmentation.postprocess import clean_masks
+
+    raw, pts = predict_masks(model, image)
+    return (clean_masks(raw) if clean_up and pts is None else raw), raw, pts
+
+
 def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str = "test",
                         perturbations: tuple[str, ...] = PERTURBATIONS, seed: int = 0,
-                        progress: bool = True) -> pd.DataFrame:
-    """One row per (image, perturbation, structure) with dice, hd95, contour_error, plausible."""
+                        progress: bool = True, clean_up: bool = False) -> pd.DataFrame:
+    """One row per (image, perturbation, structure) with dice, hd95, contour_error, plausible (of the
+    scored masks), plausible_raw (before the clean-up) and clean_up (whether it was applied)."""
     from tqdm.auto import tqdm
 
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8
     from cxrkit.metrics.segmentation import contour_error, dice, hausdorff95, plausibility
     from cxrkit.anatomy.measure import measure_masks
-    from cxrkit.segmentation.infer import predict_masks
 
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
     rows = []
@@ -67,14 +100,9 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
         truth_masks = c.load_masks()
         truth_pts = c.landmarks()
         for kind in perturbations:
-            rng = np.random.default_rng([seed, int(c.id[-3:]) if c.id[-3:].isdigit() else 0, perturbations.index(kind)])
-            img, m = perturb(image, kind, rng)
-            tm, tp = truth_masks, truth_pts
-            if m is not None:
-                tm = {s: cv2.warpAffine(v.astype(np.uint8), m, v.shape[::-1], flags=cv2.INTER_NEAREST) > 0
-                      for s, v in truth_masks.items()}
-                tp = truth_pts @ m[:, :2].T + m[:, 2]
-            pred, pts = predict_masks(model, img)
+            rng = perturbation_rng(seed, c.id, perturbations.index(kind))
+            img, tm, tp = perturb_with_truth(image, truth_masks, kind, rng, truth_pts)
+            pred, raw, pts = predict_for_evaluation(model, img, clean_up)
             ctr_error = abs(measure_masks(pred["right_lung"], pred["left_lung"], pred["heart"]).ctr
                             - measure_masks(tm["right_lung"], tm["left_lung"], tm["heart"]).ctr)
             for s in STRUCTURES:
@@ -82,18 +110,22 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
                 rows.append({"image": c.id, "perturbation": kind, "structure": s, "dice": dice(pred[s], tm[s]),
                              "hd95": hausdorff95(pred[s], tm[s]),
                              "contour_error": contour_error(pts[_SLICES[s]], tp[_SLICES[s]]) if pts is not None else np.nan,
-                             "plausible": bool(p["plausible"]), "ctr_abs_error": ctr_error})
+                             "plausible": bool(p["plausible"]),
+                             "plausible_raw": bool(p["plausible"] if raw is pred else plausibility(raw[s])["plausible"]),
+                             "clean_up": raw is not pred, "ctr_abs_error": ctr_error})
     return pd.DataFrame(rows)
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean Dice / HD95 / contour error, the implausible count per perturbation and structure, and the
-    mean absolute error of the cardiothoracic ratio from the predicted vs the expert masks (the same value
-    on the three structure rows of a condition)."""
+    """Mean Dice / HD95 / contour error, the implausible count per perturbation and structure (of the
+    scored masks, and ``implausible_raw`` before the clean-up when the table has it), and the mean
+    absolute error of the cardiothoracic ratio from the predicted vs the expert masks (the same value on
+    the three structure rows of a condition)."""
     g = per_image.groupby(["perturbation", "structure"], sort=False)
+    bad = lambda v: int((~v.astype(bool)).sum())  # noqa: E731
+    extra = {"implausible_raw": ("plausible_raw", bad)} if "plausible_raw" in per_image.columns else {}
     out = g.agg(dice=("dice", "mean"), hd95=("hd95", "mean"), contour_error=("contour_error", "mean"),
-                implausible=("plausible", lambda v: int((~v.astype(bool)).sum())), n=("dice", "size"),
-                ctr_mae=("ctr_abs_error", "mean"))
+                implausible=("plausible", bad), **extra, n=("dice", "size"), ctr_mae=("ctr_abs_error", "mean"))
     return out.reset_index()
 
 
@@ -119,13 +151,13 @@ def write_report(per_image: pd.DataFrame, out: str | os.PathLike) -> pd.DataFram
 
 
 def worst_case_overlays(model, jsrt: str | os.PathLike, per_image: pd.DataFrame, out: str | os.PathLike,
-                        n: int = 3, seed: int = 0) -> list[Path]:
+                        n: int = 3, seed: int = 0, clean_up: bool = False) -> list[Path]:
     """Overlays of the ``n`` clean test images with the lowest mean Dice and, per perturbation, its worst
     image: expert contours in green, predicted in red (lungs) / magenta (heart), Dice in the corner.
-    Written as ``worst_<perturbation>_<id>.png``; returns the paths."""
+    Written as ``worst_<perturbation>_<id>.png``; returns the paths. ``clean_up`` as in
+    :func:`evaluate_checkpoint` (draw the masks that were scored)."""
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8
-    from cxrkit.segmentation.infer import predict_masks
 
     out = Path(out)
     cases = {c.id: c for c in read_jsrt(jsrt)}
@@ -138,13 +170,8 @@ def worst_case_overlays(model, jsrt: str | os.PathLike, per_image: pd.DataFrame,
     for kind, image_id in picks:
         c = cases[image_id]
         image = load_gray8(c.image)
-        rng = np.random.default_rng([seed, int(c.id[-3:]) if c.id[-3:].isdigit() else 0, kinds.index(kind)])
-        img, m = perturb(image, kind, rng)
-        truth = c.load_masks()
-        if m is not None:
-            truth = {s: cv2.warpAffine(v.astype(np.uint8), m, v.shape[::-1], flags=cv2.INTER_NEAREST) > 0
-                     for s, v in truth.items()}
-        pred, _ = predict_masks(model, img)
+        img, truth, _ = perturb_with_truth(image, c.load_masks(), kind, perturbation_rng(seed, c.id, kinds.index(kind)))
+        pred = predict_for_evaluation(model, img, clean_up)[0]
         canvas = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         for s in STRUCTURES:
             for mask, colour in ((truth[s], (0, 200, 0)), (pred[s], (0, 0, 255) if s != "heart" else (255, 0, 255))):
@@ -165,17 +192,20 @@ def compare_drops(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("a
 
     Per perturbation and structure: each model's mean Dice drop (clean minus perturbed, per image), the
     paired difference ``drop_a - drop_b`` (negative: ``a`` loses less) with a 95% bootstrap CI over images,
-    and each model's implausible outputs."""
+    and each model's implausible outputs under the perturbation (as scored, and ``implausible_raw_*`` before
+    a clean-up when the tables have it)."""
     rng = np.random.default_rng(seed)
     rows = []
     for kind in [k for k in dict.fromkeys(a["perturbation"]) if k != "none"]:
         for s in STRUCTURES:
-            drops, bad = [], []
+            drops, bad, bad_raw = [], [], []
             for t in (a, b):
                 clean = t[(t.perturbation == "none") & (t.structure == s)].set_index("image")["dice"]
                 pert = t[(t.perturbation == kind) & (t.structure == s)].set_index("image")
                 drops.append(clean - pert["dice"])
                 bad.append(int((~pert["plausible"].astype(bool)).sum()))
+                raw = pert["plausible_raw"] if "plausible_raw" in pert.columns else pert["plausible"]
+                bad_raw.append(int((~raw.astype(bool)).sum()))
             diff = (drops[0] - drops[1]).dropna().to_numpy()
             idx = rng.integers(0, len(diff), (n_boot, len(diff)))
             boots = diff[idx].mean(axis=1)
@@ -184,5 +214,7 @@ def compare_drops(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("a
             rows.append({"perturbation": kind, "structure": s, f"drop_{names[0]}": float(drops[0].mean()),
                          f"drop_{names[1]}": float(drops[1].mean()), "difference": float(diff.mean()),
                          "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict,
-                         f"implausible_{names[0]}": bad[0], f"implausible_{names[1]}": bad[1], "n": len(diff)})
+                         f"implausible_{names[0]}": bad[0], f"implausible_{names[1]}": bad[1],
+                         f"implausible_raw_{names[0]}": bad_raw[0], f"implausible_raw_{names[1]}": bad_raw[1],
+                         "n": len(diff)})
     return pd.DataFrame(rows)

@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError, UsageError, one_line
+from cxrkit.io.inputs import ImageInput
 
 log = logging.getLogger(__name__)
 
@@ -27,29 +28,27 @@ COLUMNS = ["ImageID", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lu
            "Height", "Width"]
 
 
+def chexmask_columns(id_column: str = "ImageID") -> list[str]:
+    """CheXmask's CSV columns with the ID column named ``id_column`` (see :mod:`cxrkit.data.id_styles`)."""
+    return [id_column] + COLUMNS[1:]
+
+
 def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """(120, 2) landmarks per image in original pixels (float)."""
     x, geoms = model.preprocess(list(images))
     with torch.inference_mode():
-        pts = model(x)["landmarks"].float().numpy() * model.card.input_size
+        pts = model(x.to(next(model.parameters()).device))["landmarks"].float().cpu().numpy() * model.card.input_size
     return [g.points_to_original(p) for g, p in zip(geoms, pts)]
-
-
-def predicts_landmarks(model) -> bool:
-    """True for landmark models (masks come from filled contours), False for pixel models such as unet."""
-    from cxrkit.models.families.hybridgnet import HybridGNet
-
-    return isinstance(model, HybridGNet)
 
 
 def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Masks (bool, original size) of one grayscale image and the landmarks (None for pixel models)."""
     from cxrkit.io.landmarks import organ_masks
 
-    if not predicts_landmarks(model):
+    if not model.card.gives("landmarks"):
         x, geoms = model.preprocess([image])
         with torch.inference_mode():
-            prob = torch.sigmoid(model(x)["logits"].float())[0].numpy()
+            prob = torch.sigmoid(model(x.to(next(model.parameters()).device))["logits"].float())[0].cpu().numpy()
         return {s: geoms[0].map_to_original(prob[k]) > 0.5 for k, s in enumerate(model.card.labels)}, None
     pts = predict_landmarks(model, [image])[0]
     return organ_masks(pts, *image.shape), pts
@@ -67,13 +66,13 @@ def snap_landmarks(points: np.ndarray, height: int, width: int) -> tuple[np.ndar
 
 
 def chexmask_row(image_id: str, points: np.ndarray, masks: dict[str, np.ndarray], height: int, width: int,
-                 estimate=None) -> dict[str, str]:
+                 estimate=None, id_column: str = "ImageID") -> dict[str, str]:
     """One CheXmask-format row from :func:`snap_landmarks`' output (and an optional
-    :class:`cxrkit.qc.rca.RcaEstimate` for the Dice RCA columns)."""
+    :class:`cxrkit.qc.rca.RcaEstimate` for the Dice RCA columns); the ID under ``id_column``."""
     from cxrkit.io.landmarks import format_landmarks
     from cxrkit.io.rle import encode
 
-    return {"ImageID": image_id,
+    return {id_column: image_id,
             "Dice RCA (Mean)": "" if estimate is None else f"{estimate.mean:.6f}",
             "Dice RCA (Max)": "" if estimate is None else f"{estimate.max:.6f}",
             "Landmarks": format_landmarks(points),
@@ -82,16 +81,18 @@ def chexmask_row(image_id: str, points: np.ndarray, masks: dict[str, np.ndarray]
 
 
 def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
-                     qc=None) -> dict[str, str]:
+                     qc=None, id_column: str = "ImageID") -> dict[str, str]:
     """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
     :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
     if qc is not None and image is None:
         raise CxrkitError("segmentation_row: qc needs the image")
     pts, masks = snap_landmarks(points, height, width)
-    return chexmask_row(image_id, pts, masks, height, width, None if qc is None else qc.estimate(image, masks))
+    return chexmask_row(image_id, pts, masks, height, width, None if qc is None else qc.estimate(image, masks),
+                        id_column=id_column)
 
 
-def _done_ids(path: Path) -> set[str]:
+def _done_ids(path: Path, columns: list[str]) -> set[str]:
+    """IDs already in an output CSV being resumed (a torn last line is cut off first)."""
     if not path.is_file() or path.stat().st_size == 0:
         return set()
     data = path.read_bytes()
@@ -101,87 +102,114 @@ def _done_ids(path: Path) -> set[str]:
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header != COLUMNS:
-            raise CxrkitError(f"{path}: exists with another header {header[:3] if header else header}; "
-                              "use another --out to start over")
+        if header != columns:
+            if header and header[1:] == columns[1:]:
+                raise UsageError(f"{path}: exists with ID column {header[0]!r}, not {columns[0]!r}; resume it with "
+                                 "the --id-style it was written with, or use another --out")
+            raise UsageError(f"{path}: exists and is not a CheXmask-format CSV (header {header[:3] if header else header}); "
+                             "use another --out to start over")
         return {row[0] for row in reader if row}
 
 
-def segment_files(model, paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
+def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLike,
                   masks_dir: str | os.PathLike | None = None, progress: bool = True, qc=None,
-                  batch_size: int = 16) -> tuple[int, int, int]:
-    """Segment ``paths`` into ``out_csv``; returns (written, skipped as already done, failed). Images are
-    decoded and predicted ``batch_size`` at a time (one forward pass per batch), rows are written and
-    flushed as each batch is done. With ``qc`` (a :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA
-    columns are filled."""
+                  batch_size: int = 16, id_style: str = "path") -> tuple[int, int, int]:
+    """Segment ``inputs`` (:class:`~cxrkit.io.inputs.ImageInput`, e.g. from
+    :func:`~cxrkit.io.inputs.collect_images`) into ``out_csv``; returns (written, skipped as already done,
+    failed). The ID column and its values follow ``id_style`` (:mod:`cxrkit.data.id_styles`; default: the
+    identity, a path relative to the input root). Images are decoded and predicted ``batch_size`` at a time
+    (one forward pass per batch); rows are written and flushed as each batch is done. With ``qc`` (a
+    :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA columns are filled. An image whose ID is already in
+    ``out_csv`` is skipped; an image whose ID another input of this run already has is an error row."""
     from tqdm.auto import tqdm
 
+    from cxrkit.data.id_styles import id_style as get_style
     from cxrkit.io.images import read_image
 
     if batch_size < 1:
-        raise CxrkitError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    style = get_style(id_style)
+    columns = chexmask_columns(style.column)
     out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    done = _done_ids(out_csv)
+    if out_csv.is_dir():
+        raise UsageError(f"{out_csv}: is a folder; --out names the CSV file to write")
+    done = _done_ids(out_csv, columns)
     errors: list[tuple[str, str]] = []
     written = skipped = 0
-    new = not out_csv.is_file() or out_csv.stat().st_size == 0
 
     def fail(path, exc: Exception) -> None:
-        log.error("%s: %s", path, exc)
-        errors.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        msg = one_line(exc, path)
+        log.error("%s", msg)
+        errors.append((str(path), msg))
 
-    todo = []
-    for path in paths:
-        if Path(path).name in done:
-            skipped += 1
-        else:
-            done.add(Path(path).name)  # a name given twice is segmented once
-            todo.append(path)
+    todo: list[tuple[ImageInput, str]] = []
+    first_with: dict[str, ImageInput] = {}
+    for inp in inputs:
+        try:
+            image_id = style.value(inp)
+        except CxrkitError as exc:
+            fail(inp.path, exc)
+            continue
+        if image_id in done:
+            if image_id in first_with:  # two inputs of this run with one ID: never a silent drop
+                fail(inp.path, InputError(f"{inp.path}: has the same {style.column} {image_id!r} as "
+                                          f"{first_with[image_id].path}; use --id-style path"))
+            else:
+                skipped += 1
+            continue
+        done.add(image_id)
+        first_with[image_id] = inp
+        todo.append((inp, image_id))
+    if not todo and not errors and out_csv.is_file():
+        return 0, skipped, 0
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not out_csv.is_file() or out_csv.stat().st_size == 0
     with open(out_csv, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         if new:
             w.writeheader()
         bar = tqdm(total=len(todo), desc="segment", disable=not progress)
         for start in range(0, len(todo), batch_size):
             batch = []
-            for path in todo[start : start + batch_size]:
+            for inp, image_id in todo[start : start + batch_size]:
                 try:
-                    batch.append((path, read_image(path)))
+                    batch.append((inp, image_id, read_image(inp.path)))
                 except (CxrkitError, OSError, ValueError) as exc:
-                    fail(path, exc)
+                    fail(inp.path, exc)
             try:
-                points = predict_landmarks(model, [x.pixels for _, x in batch]) if batch else []
+                points = predict_landmarks(model, [x.pixels for _, _, x in batch]) if batch else []
             except (CxrkitError, ValueError):  # one odd image must not sink the batch: retry one by one
                 points = [None] * len(batch)
-            for (path, xray), pts in zip(batch, points):
+            for (inp, image_id, xray), pts in zip(batch, points):
                 try:
                     if pts is None:
                         pts = predict_landmarks(model, [xray.pixels])[0]
-                    row = segmentation_row(Path(path).name, pts, xray.height, xray.width, xray.pixels, qc)
+                    row = segmentation_row(image_id, pts, xray.height, xray.width, xray.pixels, qc,
+                                           id_column=style.column)
                 except (CxrkitError, OSError, ValueError) as exc:
-                    fail(path, exc)
+                    fail(inp.path, exc)
                     continue
                 w.writerow(row)
                 written += 1
                 if masks_dir is not None:
-                    _write_masks(row, masks_dir)
+                    _write_masks(row, style.column, masks_dir)
             f.flush()
             bar.update(min(batch_size, len(todo) - start))
         bar.close()
+    err_path = out_csv.with_suffix(".errors.csv")
     if errors:
-        from cxrkit.io.atomic import write_text
+        from cxrkit.io.atomic import write_records_csv
 
-        err_path = out_csv.with_suffix(".errors.csv")
-        lines = ["image,error"] + [f'"{p}","{e.replace(chr(34), chr(39))}"' for p, e in errors]
-        write_text(err_path, "\n".join(lines) + "\n")
+        write_records_csv(err_path, [{"image": p, "error": e} for p, e in errors])
+    elif err_path.is_file():  # an earlier run's failures are fixed
+        err_path.unlink()
     return written, skipped, len(errors)
 
 
-def _write_masks(row: dict[str, str], masks_dir: str | os.PathLike) -> None:
+def _write_masks(row: dict[str, str], id_column: str, masks_dir: str | os.PathLike) -> None:
     from cxrkit.data.chexmask import CheXmaskRecord, write_masks
 
-    rec = CheXmaskRecord(image_id=row["ImageID"], landmarks=row["Landmarks"], right_lung=row["Right Lung"],
+    rec = CheXmaskRecord(image_id=row[id_column], landmarks=row["Landmarks"], right_lung=row["Right Lung"],
                          left_lung=row["Left Lung"], heart=row["Heart"], height=int(row["Height"]),
                          width=int(row["Width"]))
     write_masks(rec, masks_dir)

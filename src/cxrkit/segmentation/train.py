@@ -3,7 +3,10 @@
 Loss: mean squared landmark error (in units of the image side, summed over x and y) of the final and the
 intermediate (coarse) landmarks, plus a small KL term on the variational latent. AdamW, cosine decay.
 Checkpoint (``last.pt``, full state) every ``eval_every`` steps and at the end, ``best.pt`` by validation
-Dice, ``metrics.csv``; a run resumes from ``last.pt``. Sample order and augmentation come from a generator
+Dice, ``metrics.csv``; a run resumes from ``last.pt``. With ``save_every`` N > 0 also weights-only
+snapshots ``checkpoints/step-NNNNN.pt`` every N steps (cxrkit checkpoints, e.g. for judging quality
+control on outputs of varied quality); the snapshot cadence does not change training, so it is left out
+of the configuration a resumed run must match. Sample order and augmentation come from a generator
 seeded by (seed, step), so a resumed run continues exactly.
 """
 
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.segmentation.augment import LandmarkAugment
 from cxrkit.io.atomic import write_records_csv
 
@@ -38,6 +41,7 @@ class SegTrainConfig:
     kl_weight: float = 1e-5
     coarse_weight: float = 0.5
     eval_every: int = 250
+    save_every: int = 0  # weights-only snapshot every N steps (0: none)
     seed: int = 0
     threads: int | None = None
     augment: LandmarkAugment = LandmarkAugment()
@@ -95,6 +99,8 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     from cxrkit.models.preprocess import normalize
     from cxrkit.segmentation.augment import augment
 
+    if cfg.save_every < 0:
+        raise UsageError(f"--save-every must be >= 0 (0: no snapshots), got {cfg.save_every}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out)
@@ -110,7 +116,8 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
-    state = resume_state(last, asdict(cfg), model, opt) or state
+    config = {k: v for k, v in asdict(cfg).items() if k != "save_every"}
+    state = resume_state(last, config, model, opt) or state
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="segmentation train", disable=not progress)
     t0, running = time.perf_counter(), []
     while state["step"] < cfg.steps:
@@ -145,6 +152,8 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
         state["step"] += 1
         running.append(float(fine.detach()))
         bar.update(1)
+        if cfg.save_every > 0 and state["step"] % cfg.save_every == 0:
+            save_checkpoint(out / "checkpoints" / f"step-{state['step']:05d}.pt", model)
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             d = validation_dice(model, val_cases, xval)
             mean = float(np.mean(list(d.values())))
@@ -156,7 +165,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
             improved = mean > state["best"]
             if improved:
                 state["best"] = mean
-            save_checkpoint(last, model, training={"config": asdict(cfg), "optimizer": opt.state_dict(), "state": state})
+            save_checkpoint(last, model, training={"config": config, "optimizer": opt.state_dict(), "state": state})
             if improved:
                 save_checkpoint(out / "best.pt", model)
             write_records_csv(out / "metrics.csv", state["history"])

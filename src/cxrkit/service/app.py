@@ -1,16 +1,20 @@
 """The REST service (``cxrkit serve``): FastAPI app around :class:`cxrkit.analysis.analyze.Analyzer`.
 
-Endpoints: ``GET /healthz`` (200 once the models are loaded), ``GET /v1/models`` (their cards),
-``POST /v1/analyze`` (multipart field ``file``: PNG, JPEG or DICOM; returns the ``cxrkit analyze`` JSON;
-``?heatmaps=true`` adds the optional ``heatmaps`` object of schema 1.1), ``GET /`` (the web viewer),
-OpenAPI docs at ``/docs``.
+Endpoints: ``GET /healthz`` (200 once the models are loaded), ``GET /v1/models`` (their cards, with
+provenance), ``POST /v1/analyze`` (multipart field ``file``: PNG, JPEG or DICOM; returns the ``cxrkit analyze``
+JSON; ``?heatmaps=true`` adds the optional ``heatmaps`` object), ``GET /`` (the web viewer), OpenAPI docs at
+``/docs``. No classifier runs unless one is named (``create_app(classifier=...)``, ``cxrkit serve --model``).
 
 Browse mode (``results_dir``, ``cxrkit serve --results DIR`` over a folder written by ``cxrkit analyze``):
 ``GET /v1/results`` (one summary per ``<stem>.json``: stem, image name, top findings, CTR, QC),
 ``GET /v1/results/{stem}`` (that JSON as written) and ``GET /v1/results/{stem}/image`` (its
-``<stem>.preview.png``). Only files directly in the folder are served, and ``stem`` is looked up in the
-listing, never joined to a path, so ``..`` or encoded slashes get 404. Without a results folder these
-answer 404 saying how to turn browse mode on.
+``<stem>.preview.png``). ``stem`` is the JSON's path relative to the folder without ``.json`` (``p1/img``: analyze
+mirrors the input tree); it is looked up in the listing, never joined to a path, and the listing never follows a
+symbolic link (file or folder), so ``..``, encoded slashes or links out of the folder get 404. Without a results
+folder these answer 404 saying how to turn browse mode on.
+
+Errors: a bad upload (:class:`~cxrkit.errors.InputError` and other cxrkit input errors) is a 4xx with JSON
+``{"detail": ...}``; anything else (a model problem, a bug) is a 500 with a log line, never a 4xx.
 
 Bounds: the upload size (``max_upload_bytes``; 413), the pixel count read from the header before decoding
 (``max_pixels``; 413), the content type sniffed from the bytes, never the file name (415), a concurrency
@@ -42,23 +46,24 @@ MAX_LISTING = 5000
 
 def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = 1, max_queue: int = 8,
-               results_dir: str | os.PathLike | None = None):
-    """Build the app; ``analyzer_factory`` (default: :class:`Analyzer` with the shipped models and RCA when a
-    reference set is found) runs once at startup. ``results_dir``: a ``cxrkit analyze`` output folder to
-    browse (``/v1/results``); it must exist."""
+               results_dir: str | os.PathLike | None = None, classifier: str | None = None,
+               segmenter: str | None = None, device: str = "auto"):
+    """Build the app; ``analyzer_factory`` (default: :class:`Analyzer` with the ``segmenter`` (default the
+    shipped hybridgnet), the ``classifier`` when one is named (a registry name or checkpoint; none by default)
+    and RCA quality control) runs once at startup, its models on ``device``. ``results_dir``: a ``cxrkit
+    analyze`` output folder to browse (``/v1/results``); it must exist."""
+    from cxrkit.errors import CxrkitError, MissingDependencyError, ModelError, UsageError
+
     try:
         from fastapi import FastAPI, File, HTTPException, Query, UploadFile
         from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     except ImportError as exc:  # pragma: no cover - fastapi is a dependency
-        from cxrkit.errors import CxrkitError
-
-        raise CxrkitError(f"cxrkit serve needs fastapi and uvicorn ({exc}); pip install 'cxrkit[serve]'") from None
+        raise MissingDependencyError(f"cxrkit serve needs fastapi and uvicorn ({exc}); "
+                                     "pip install 'cxrkit[serve]'") from None
     from contextlib import asynccontextmanager
 
-    from cxrkit.errors import CxrkitError
-
     if max_concurrent < 1 or max_queue < 0 or max_upload_bytes < 1 or max_pixels < 1:
-        raise CxrkitError(f"serve limits must be positive (max_concurrent {max_concurrent}, max_queue {max_queue} "
+        raise UsageError(f"serve limits must be positive (max_concurrent {max_concurrent}, max_queue {max_queue} "
                           f">= 0, max_upload_bytes {max_upload_bytes}, max_pixels {max_pixels})")
     results = ResultsIndex(results_dir) if results_dir is not None else None
     state: dict = {"analyzer": None, "waiting": 0}
@@ -66,10 +71,13 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
 
     def default_factory():
         from cxrkit.analysis.analyze import Analyzer
+        from cxrkit.models import load_model
         from cxrkit.qc.rca import optional_estimator
 
         qc, note = optional_estimator()
-        return Analyzer(qc=qc, qc_note=note)
+        clf = load_model(classifier, task="classification", needs="logits", device=device) if classifier else None
+        seg = load_model(segmenter, default="hybridgnet", task="segmentation", needs="landmarks", device=device)
+        return Analyzer(clf, seg, qc=qc, qc_note=note)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -97,10 +105,10 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         a = state["analyzer"]
         if a is None:
             raise HTTPException(503, "models are loading")
-        cards = [a.classifier.card.to_dict(), a.segmenter.card.to_dict()]
-        if a.qc is not None and a.qc.model is not None:
-            cards.append(a.qc.model.card.to_dict())
-        return {"models": cards}
+        roles = [("classifier", a.classifier), ("segmenter", a.segmenter),
+                 ("registration", a.qc.model if a.qc is not None else None)]
+        cards = [dict(m.card.to_dict(), role=role) for role, m in roles if m is not None]
+        return {"models": cards, "classifier": None if a.classifier is None else a.classifier.card.name}
 
     @app.post("/v1/analyze")
     async def analyze(file: UploadFile = File(...),
@@ -149,7 +157,9 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
                 if min(xray.pixels.shape) < 32:
                     raise _BadImage(f"image is {xray.pixels.shape[1]}x{xray.pixels.shape[0]} px; at least 32x32 needed")
                 doc, _ = a.analyze(xray.pixels, name, xray.spacing, heatmaps=heatmaps, overlays=False)
-            except (CxrkitError, OSError, ValueError) as exc:
+            except (ModelError, MissingDependencyError):
+                raise  # the server's problem: 500 with a log line
+            except CxrkitError as exc:  # the upload's problem: 400
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 why = why.removeprefix(f"{path}: ").replace(str(path), name)  # never show the server's temp path
                 raise _BadImage(f"cannot analyze {name!r}: {why}") from None
@@ -174,7 +184,15 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         return {"folder": _results().root.name, "count": len(items), "offset": offset,
                 "results": items[offset:offset + limit]}
 
-    @app.get("/v1/results/{stem}")
+    @app.get("/v1/results/{stem:path}/image")
+    async def get_result_image(stem: str):
+        entry = await asyncio.to_thread(_entry, stem)
+        if entry["preview"] is None:
+            raise HTTPException(404, f"result {stem!r} has no preview image ({stem}.preview.png); re-run "
+                                     "`cxrkit analyze` without --no-preview to write one")
+        return FileResponse(entry["preview"], media_type="image/png")
+
+    @app.get("/v1/results/{stem:path}")
     async def get_result(stem: str):
         entry = await asyncio.to_thread(_entry, stem)
         try:
@@ -182,14 +200,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
         except OSError as exc:
             raise HTTPException(404, f"result {stem!r} is no longer readable: {type(exc).__name__}") from None
         return Response(content=data, media_type="application/json")
-
-    @app.get("/v1/results/{stem}/image")
-    async def get_result_image(stem: str):
-        entry = await asyncio.to_thread(_entry, stem)
-        if entry["preview"] is None:
-            raise HTTPException(404, f"result {stem!r} has no preview image ({stem}.preview.png); re-run "
-                                     "`cxrkit analyze` without --no-preview to write one")
-        return FileResponse(entry["preview"], media_type="image/png")
 
     @app.get("/", response_class=HTMLResponse)
     async def viewer():
@@ -210,10 +220,11 @@ class _BadImage(Exception):
 class ResultsIndex:
     """The analyses in a ``cxrkit analyze`` output folder: ``<stem>.json`` (+ ``<stem>.preview.png``).
 
-    :meth:`scan` re-lists the folder (it may still be growing) when the last listing is older than ``ttl``
-    seconds, and re-reads only the JSON files whose size or modification time changed. Hidden files, symbolic
-    links, sub-folders and files that are not an analysis JSON (``schema_version`` 1.x with ``probabilities``)
-    are skipped.
+    :meth:`scan` re-lists the folder and its sub-folders (``cxrkit analyze`` mirrors the input tree; the stem
+    of ``p1/img.json`` is ``p1/img``) when the last listing is older than ``ttl`` seconds, and re-reads only the
+    JSON files whose size or modification time changed. Hidden files and folders, symbolic links (files and
+    folders: nothing outside the results folder is ever reached) and files that are not an analysis JSON
+    (``schema_version`` 1.x with ``probabilities``) are skipped.
     """
 
     def __init__(self, root: str | os.PathLike, ttl: float = 1.0) -> None:
@@ -236,8 +247,7 @@ class ResultsIndex:
                 return self._listing[1]
             found: dict[str, dict] = {}
             names = set()
-            with os.scandir(self.root) as it:
-                files = {d.name: d for d in it if not d.name.startswith(".") and d.is_file(follow_symlinks=False)}
+            files = _walk_files(self.root)
             for name in sorted(files):
                 if not name.endswith(".json"):
                     continue
@@ -254,7 +264,7 @@ class ResultsIndex:
                 preview = files.get(stem + PREVIEW_SUFFIX)
                 item = dict(cached[1], stem=stem, has_image=preview is not None)
                 found[stem] = {"json": self.root / name, "item": item,
-                               "preview": None if preview is None else self.root / preview.name}
+                               "preview": None if preview is None else self.root / stem_preview(stem)}
             for gone in set(self._cache) - names:
                 del self._cache[gone]
             self._listing = (time.monotonic(), found)
@@ -282,6 +292,34 @@ class ResultsIndex:
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning("skipping %s: %s", path, exc)
             return None
+
+
+def stem_preview(stem: str) -> str:
+    from cxrkit.analysis.analyze import PREVIEW_SUFFIX
+
+    return stem + PREVIEW_SUFFIX
+
+
+def _walk_files(root: Path, max_files: int = 200_000) -> dict[str, os.DirEntry]:
+    """``{relative path with '/': entry}`` of the regular files below ``root``; hidden entries and symbolic
+    links (files or folders) are skipped, so the listing never leaves ``root``."""
+    out: dict[str, os.DirEntry] = {}
+    stack = [("", root)]
+    while stack and len(out) < max_files:
+        prefix, folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for d in it:
+                    if d.name.startswith(".") or d.is_symlink():
+                        continue
+                    rel = prefix + d.name
+                    if d.is_dir(follow_symlinks=False):
+                        stack.append((rel + "/", Path(d.path)))
+                    elif d.is_file(follow_symlinks=False):
+                        out[rel] = d
+        except OSError as exc:
+            log.warning("skipping %s: %s", folder, exc)
+    return out
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **kwargs) -> None:

@@ -68,7 +68,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cxrkit.data.chexmask import RowError, image_basename, iter_rows, read_columns
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 from cxrkit.io.atomic import write_text
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS, parse_landmarks
 from cxrkit.io.rle import parse_runs
@@ -359,9 +359,9 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CxrkitError(f"{path}: unreadable progress manifest ({exc}); rerun with --overwrite to start over") from None
+        raise UsageError(f"{path}: unreadable progress manifest ({exc}); rerun with --overwrite to start over") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-        raise CxrkitError(f"{path}: unknown progress manifest format; rerun with --overwrite to start over")
+        raise UsageError(f"{path}: unknown progress manifest format; rerun with --overwrite to start over")
     return data
 
 
@@ -372,14 +372,14 @@ def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
 def _check_resumable(manifest: dict[str, Any], src: Path, options: dict[str, Any], path: Path) -> None:
     stamp = _source_stamp(src)
     if manifest.get("source") != stamp["source"]:
-        raise CxrkitError(
+        raise UsageError(
             f"{path.parent}: holds the conversion of {manifest.get('source')}, not {stamp['source']} (same dataset "
             f"name); convert it into another --out folder, or pass --overwrite to replace it"
         )
     if (manifest.get("source_size"), manifest.get("source_mtime_ns")) != (stamp["source_size"], stamp["source_mtime_ns"]):
-        raise CxrkitError(f"{src}: changed since its conversion into {path.parent} started; pass --overwrite to convert it again")
+        raise UsageError(f"{src}: changed since its conversion into {path.parent} started; pass --overwrite to convert it again")
     if manifest.get("options") != options:
-        raise CxrkitError(
+        raise UsageError(
             f"{path.parent}: was converted with {manifest.get('options')}, now {options}; use the same options to resume, "
             f"or pass --overwrite to start over"
         )
@@ -439,11 +439,11 @@ def convert_csv(
     t0 = time.perf_counter()
     src = Path(source)
     if not src.is_file():
-        raise CxrkitError(f"{src}: no such file")
+        raise UsageError(f"{src}: no such file")
     if rows_per_file < 1 or row_group_size < 1:
-        raise CxrkitError(f"rows_per_file and row_group_size must be >= 1, got {rows_per_file}, {row_group_size}")
+        raise UsageError(f"rows_per_file and row_group_size must be >= 1, got {rows_per_file}, {row_group_size}")
     if max_parts is not None and max_parts < 0:
-        raise CxrkitError(f"max_parts must be >= 0, got {max_parts}")
+        raise UsageError(f"max_parts must be >= 0, got {max_parts}")
     dataset = dataset_name(src)
     out_dir = Path(out) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _literal(text: str) -> str:
 def sql_error(exc: BaseException) -> CxrkitError:
     """A :class:`CxrkitError` with DuckDB's message on one line (its caret diagram dropped)."""
     first = str(exc).strip().split("\n\n", 1)[0]
-    return CxrkitError("SQL error: " + "; ".join(line.strip() for line in first.splitlines() if line.strip()))
+    return UsageError("SQL error: " + "; ".join(line.strip() for line in first.splitlines() if line.strip()))
 
 
 def parquet_files(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
@@ -78,13 +78,13 @@ def parquet_files(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> lis
             files.append(p)
             continue
         if not p.is_dir():
-            raise CxrkitError(f"{p}: no such folder; give the --out folder of `cxrkit chexmask to-parquet`")
+            raise UsageError(f"{p}: no such folder; give the --out folder of `cxrkit chexmask to-parquet`")
         found = sorted(
             f for f in p.rglob("*.parquet")
             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
         if not found:
-            raise CxrkitError(f"{p}: no Parquet files under it; convert CheXmask CSVs there with `cxrkit chexmask to-parquet`")
+            raise UsageError(f"{p}: no Parquet files under it; convert CheXmask CSVs there with `cxrkit chexmask to-parquet`")
         files.extend(found)
     return files
 
@@ -146,9 +146,9 @@ def run_query(con, sql: str, *, limit: int | None = None):
     with DuckDB's message."""
     duckdb = _duckdb()
     if not sql or not sql.strip():
-        raise CxrkitError("empty SQL query")
+        raise UsageError("empty SQL query")
     if limit is not None and limit < 0:
-        raise CxrkitError(f"limit must be >= 0, got {limit}")
+        raise UsageError(f"limit must be >= 0, got {limit}")
     try:
         rel = con.sql(sql)
         if rel is not None and limit is not None:

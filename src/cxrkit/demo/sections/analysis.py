@@ -13,17 +13,25 @@ import json
 from cxrkit.demo.section import DemoContext, Section
 
 N_IMAGES = 3
+DEMO_CLASSIFIER = "resnet_lite_lesions"
 
 
 def build(ctx: DemoContext) -> Section:
     from cxrkit.analysis.analyze import Analyzer, analyze_files
+    from cxrkit.io.inputs import collect_images
+    from cxrkit.models import load_model
     from cxrkit.qc.rca import optional_estimator
 
     title = "One image, every model: cxrkit analyze and the web viewer"
     qc, note = optional_estimator()
     out = ctx.out / "analysis"
-    images = sorted((ctx.sample_dir / "nih" / "images").glob("*.png"))[:N_IMAGES]
-    failures = analyze_files(Analyzer(None, None, qc, note), images, out, progress=False, heatmaps=True, preview=True)
+    _, inputs = collect_images(sorted((ctx.sample_dir / "nih" / "images").glob("*.png"))[:N_IMAGES])
+    images = [i.path for i in inputs]
+    # The only shipped classifier is the lesion benchmark's (synthetic findings): named explicitly here and
+    # labelled as what it is; `cxrkit analyze` runs no classifier unless one is named.
+    bench_model = load_model(DEMO_CLASSIFIER, task="classification", device="cpu")
+    failures = analyze_files(Analyzer(bench_model, None, qc, note), inputs, out, progress=False, heatmaps=True,
+                             preview=True)
     if failures:
         raise RuntimeError(f"analyze failed on {failures[0][0]}: {failures[0][1]}")
     rows, files = [], []
@@ -41,12 +49,18 @@ def build(ctx: DemoContext) -> Section:
                     f'<td><a href="analysis/{html.escape(path.stem)}.json">JSON</a> '
                     f"(schema {html.escape(str(doc['schema_version']))})</td></tr>")
     qc_line = "" if qc is not None else f"<p>Quality control skipped: {html.escape(note.splitlines()[0])}</p>"
+    prov = bench_model.card.provenance
     body = (
-        "<p><code>cxrkit analyze IMAGE... --out DIR --heatmaps</code> runs the classifier (probabilities, class "
-        "activation heatmaps, boxes), the landmark segmentation (120 landmarks, CheXmask RLE masks), RCA quality "
-        "control and the cardiothoracic ratio on each image and writes one JSON per image (documented schema with a "
-        "version field) plus a self-contained HTML report. The bundled images, analyzed that way:</p>"
-        "<table><tr><th>image (HTML report)</th><th>top findings</th><th>CTR</th><th>Dice RCA (Mean)</th>"
+        f"<p><code>cxrkit analyze IMAGE... --out DIR --heatmaps --model {DEMO_CLASSIFIER}</code> runs the landmark "
+        "segmentation (120 landmarks, CheXmask RLE masks), RCA quality control and the cardiothoracic ratio on each "
+        "image, and the classifier named with <code>--model</code> (probabilities, class activation heatmaps, boxes), "
+        "and writes one JSON per image (documented schema with a version field) plus a self-contained HTML report. "
+        "Without <code>--model</code> no classifier runs: cxrkit ships none trained on real labels.</p>"
+        f'<p class="warn"><b>The classifier here is a benchmark model, not a findings classifier:</b> '
+        f"<code>{DEMO_CLASSIFIER}</code> was trained on {html.escape(prov.training_data)}. Intended use: "
+        f"{html.escape(prov.intended_use)}.</p><p>The bundled images, analyzed that way:</p>"
+        "<table><tr><th>image (HTML report)</th><th>benchmark model outputs (synthetic findings)</th><th>CTR</th>"
+        "<th>Dice RCA (Mean)</th>"
         "<th>JSON</th></tr>" + "".join(rows) + "</table>" + qc_line +
         "<p>Browse these results in the web viewer (masks, landmarks, heatmaps and boxes as toggles, probabilities "
         "as bars, QC and CTR badges; its Analyze tab takes an upload or a dropped image):</p>"

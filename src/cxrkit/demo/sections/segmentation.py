@@ -21,10 +21,13 @@ def build(ctx: DemoContext) -> Section:
     model = create_model("hybridgnet", pretrained=True)
     out = ctx.out / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
-    images = sorted((ctx.sample_dir / "nih" / "images").glob("*.png"))
+    from cxrkit.io.inputs import collect_images
+
+    _, inputs = collect_images([ctx.sample_dir / "nih" / "images"])
+    images = [i.path for i in inputs]
     seg_csv = out / "segmentation.csv"
     seg_csv.unlink(missing_ok=True)
-    segment_files(model, images, seg_csv, progress=False)
+    segment_files(model, inputs, seg_csv, progress=False)
     rows, figures, files = [], [], ["segmentation/segmentation.csv"]
     for path in images:
         gray = load_gray8(path)
@@ -40,9 +43,11 @@ def build(ctx: DemoContext) -> Section:
                     f"<td>{m.area_heart_px}</td></tr>")
         figures.append(f'<figure><img src="segmentation/{name}" alt="{html.escape(path.name)}">'
                        f"<figcaption>{html.escape(path.name)}: CTR {m.ctr:.3f}</figcaption></figure>")
+    metrics = model.card.provenance.metrics_dict  # measured figures live in the card, not in this page
+    dice = " / ".join(f"{metrics[f'jsrt_test_dice_{s}']:.3f}" for s in ("right_lung", "left_lung", "heart"))
     body = (
-        "<p>The HybridGNet-style model shipped in the package (trained on JSRT; test Dice 0.973 / 0.964 / 0.936 "
-        "for right lung / left lung / heart) predicts 120 contour landmarks per image; the masks are the filled "
+        f"<p>The HybridGNet-style model shipped in the package (trained on JSRT; test Dice {dice} "
+        "for right lung / left lung / heart, from its model card) predicts 120 contour landmarks per image; the masks are the filled "
         "contours, so each structure is one closed region. Output in CheXmask's CSV layout: "
         '<a href="segmentation/segmentation.csv">segmentation.csv</a> (readable by <code>cxrkit chexmask</code>). '
         "CTR = maximal heart width / maximal thoracic width (pixels of the original image).</p>"

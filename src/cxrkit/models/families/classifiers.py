@@ -20,7 +20,7 @@ import math
 from typing import Any, Sequence
 
 from cxrkit.findings import FINDINGS
-from cxrkit.models.cards import ModelCard, Normalization, arch
+from cxrkit.models.cards import ModelCard, Normalization, Provenance, arch
 from cxrkit.models.module import CxrModule
 from cxrkit.models.registry import register_model
 
@@ -29,6 +29,14 @@ from cxrkit.models.registry import register_model
 _NORM = Normalization(mean=0.5, std=0.25)
 
 POOLS = ("avg", "lse", "max")
+
+# ``cam_flips`` architecture option: the flips (tensor dims of an (N, C, H, W) batch) whose class maps are averaged.
+# "h": the input and its left-right mirror; "hv": also the up-down mirror and both. A map averaged over mirrored
+# inputs is mirror-equivariant: a finding-specific displacement of the network's response from the lesion (which
+# image-level training does not prevent) becomes a symmetric pair of responses around the lesion, and when the
+# averaging is also used in training (``cam_flips_train``, default True) the pooling rewards responses that coincide,
+# i.e. that sit on the lesion. Costs one backbone pass per view.
+CAM_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {"none": ((),), "h": ((), (3,)), "hv": ((), (3,), (2,), (2, 3))}
 
 
 def lse_sharpness(value: Any, labels: Sequence[str]) -> tuple[float, ...]:
@@ -60,6 +68,10 @@ class Classifier(CxrModule):
         self.lse_r = lse_sharpness(card.arch_kwargs.get("lse_r", 10.0), card.labels)
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+        self.cam_flips = str(card.arch_kwargs.get("cam_flips", "none"))
+        if self.cam_flips not in CAM_FLIPS:
+            raise ValueError(f"cam_flips {self.cam_flips!r} is not one of {tuple(CAM_FLIPS)}")
+        self.cam_flips_train = bool(card.arch_kwargs.get("cam_flips_train", True))
 
     @property
     def target_layer(self) -> nn.Module:
@@ -71,7 +83,14 @@ class Classifier(CxrModule):
         f = self.backbone(x)
         return torch.relu(f) if self.relu else f
 
+    @property
+    def flip_averaging(self) -> bool:
+        """Whether this pass averages the class maps of flipped copies of the input (see ``cam_flips``)."""
+        return self.cam_flips != "none" and (self.cam_flips_train or not self.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_averaging:
+            return self.forward_with_cams(x)[0]
         f = self.features(x)
         if self.pool == "avg":
             return self.head(self.dropout(f.mean(dim=(2, 3))))
@@ -87,13 +106,37 @@ class Classifier(CxrModule):
         return (torch.logsumexp(m, dim=2) - math.log(m.shape[2])) / r
 
     def forward_with_cams(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, K) and class activation maps (N, K, h, w) in one pass (CAM: sum_c w_kc f_c)."""
+        """Logits (N, K) and class activation maps (N, K, h, w) in one pass (CAM: sum_c w_kc f_c).
+
+        With flip averaging (``cam_flips`` "h" or "hv", see :data:`CAM_FLIPS`) the maps are those of the input
+        and its flipped copies, each brought to input resolution (feature cell ``k`` centred on input pixel
+        ``k * stride``, as :func:`cxrkit.classification.cam.upsample`), flipped back on the pixel grid and
+        averaged, so (h, w) is the input's (S, S); the logits pool that averaged map.
+        """
+        if features is None and self.flip_averaging:
+            return self._flip_averaged(x)
         f = self.features(x) if features is None else features
         if self.pool == "avg":
             f = self.dropout(f)
         cams = torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f)
         logits = self._pool(cams).to(self.head.bias.dtype) + self.head.bias
         return logits, cams
+
+    def _flip_averaged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from cxrkit.classification.cam import upsample
+
+        if x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"flip-averaged class maps need a square input, got {tuple(x.shape[-2:])}")
+        dims = CAM_FLIPS[self.cam_flips]
+        n = x.shape[0]
+        f = self.features(torch.cat([x.flip(d) if d else x for d in dims]))
+        if self.pool == "avg":
+            f = self.dropout(f)
+        cams = upsample(torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f), x.shape[-1])
+        maps = torch.stack([cams[i * n:(i + 1) * n].flip(d) if d else cams[i * n:(i + 1) * n]
+                            for i, d in enumerate(dims)]).mean(0)
+        logits = self._pool(maps).to(self.head.bias.dtype) + self.head.bias
+        return logits, maps
 
 
 def _densenet_backbone(card: ModelCard) -> tuple[nn.Module, int]:
@@ -104,7 +147,10 @@ def _densenet_backbone(card: ModelCard) -> tuple[nn.Module, int]:
 
 
 def _resnet_body(card: ModelCard, block: str, layers, widths, conv1_stride: int, max_pool: bool,
-                 last_stride: int = 2) -> tuple[nn.Module, int]:
+                 last_stride: int = 2, layer3_stride: int = 2, dilate: bool = False) -> tuple[nn.Module, int]:
+    """MONAI ResNet body. ``last_stride=1`` keeps layer4 at layer3's resolution; ``layer3_stride=1`` also keeps
+    layer3 at layer2's (output stride 4 for resnet_lite). ``dilate``: dilate the 3x3 convolutions after a removed
+    stride (by 2 per removed stride, DeepLab-style), so the receptive field stays that of the strided network."""
     from monai.networks.nets import ResNet
 
     net = ResNet(block=block, layers=list(layers), block_inplanes=list(widths), spatial_dims=2,
@@ -115,6 +161,21 @@ def _resnet_body(card: ModelCard, block: str, layers, widths, conv1_stride: int,
         first.conv1.stride = (1, 1)
         if first.downsample is not None:
             first.downsample[0].stride = (1, 1)
+    if layer3_stride == 1:  # and layer3 at layer2's: four times finer than the standard layout
+        first = net.layer3[0]
+        first.conv1.stride = (1, 1)
+        if first.downsample is not None:
+            first.downsample[0].stride = (1, 1)
+    if dilate:
+        rate = 1
+        for layer, stride in ((net.layer3, layer3_stride), (net.layer4, last_stride)):
+            removed = stride == 1
+            for i, blk in enumerate(layer):
+                for conv in (m for m in blk.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)):
+                    # the conv that lost the stride keeps the previous rate, the ones after it double it
+                    d = rate if (removed and i == 0 and conv is blk.conv1) else rate * (2 if removed else 1)
+                    conv.dilation, conv.padding = (d, d), (d, d)
+            rate *= 2 if removed else 1
     parts = [net.conv1, net.bn1, net.act] + ([net.maxpool] if max_pool else [])
     body = nn.Sequential(*parts, net.layer1, net.layer2, net.layer3, net.layer4)
     return body, net.fc.in_features
@@ -131,6 +192,7 @@ def _card(name: str, description: str, input_size: int = 224) -> ModelCard:
         thresholds=None,
         architecture=arch(dropout=0.0, pool="avg"),
         description=description,
+        outputs=("logits", "cams"),
     )
 
 
@@ -147,6 +209,22 @@ def resnet50(card: ModelCard) -> Classifier:
     return Classifier(card, body, n, relu=False)
 
 
+# The network of the CheXNet reimplementations (arnoweng/CheXNet, zoogzog/chexnet): torchvision's DenseNet-121
+# (features -> ReLU -> GAP -> Linear 1024 -> 14; their Sigmoid is cxrkit's logits -> probabilities step) on the gray
+# image replicated to 3 channels with ImageNet statistics, at 224 px. No weights ship: `cxrkit models import
+# --format chexnet FILE --out model.pt` (cxrkit.models.convert) fills them from those repositories' files.
+IMAGENET_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+_CHEXNET_CARD = _card(
+    "chexnet", "DenseNet-121 as in the CheXNet reimplementations (torchvision layout): gray image replicated to 3 "
+    "channels, ImageNet normalization per channel, 224 px, ReLU + GAP + linear head, 14 NIH findings; weights from "
+    "`cxrkit models import --format chexnet`").replace(in_channels=3, normalization=IMAGENET_NORM)
+
+
+@register_model(_CHEXNET_CARD)
+def chexnet(card: ModelCard) -> Classifier:
+    return densenet121(card)
+
+
 _LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_stride=1, dropout=0.0, pool="lse",
              lse_r=10.0)
 
@@ -156,7 +234,8 @@ _LITE = dict(layers=(2, 2, 2, 2), widths=(24, 48, 96, 96), conv1_stride=2, last_
 def resnet_lite(card: ModelCard) -> Classifier:
     a = {**_LITE, **card.arch_kwargs}
     body, n = _resnet_body(card, "basic", a["layers"], a["widths"], conv1_stride=a["conv1_stride"], max_pool=False,
-                           last_stride=a["last_stride"])
+                           last_stride=a["last_stride"], layer3_stride=int(a.get("layer3_stride", 2)),
+                           dilate=bool(a.get("dilate", False)))
     return Classifier(card, body, n, relu=False)
 
 
@@ -165,7 +244,17 @@ def resnet_lite(card: ModelCard) -> Classifier:
 _LESION_CARD = _card("resnet_lite_lesions", "resnet_lite trained by `cxrkit bench lesions` on real NIH images with "
                      "inserted Effusion / Mass / Nodule (a pipeline demo, not a clinical model)", 256).replace(
     labels=("Effusion", "Mass", "Nodule"), thresholds=(0.5, 0.5, 0.5), architecture=arch(**_LITE),
-    weights_sha256="a980f1913f202e3408447d424ad07973c4dfafd8b4c3b13cf3e8a24b7530f288")
+    weights_sha256="a980f1913f202e3408447d424ad07973c4dfafd8b4c3b13cf3e8a24b7530f288",
+    provenance=Provenance(
+        training_data="the 200 real NIH ChestX-ray14 images of the project's shared data with SYNTHETIC Effusion, "
+                      "Mass and Nodule lesions inserted (cxrkit bench lesions, seed 0); no real labels",
+        synthetic=True,
+        metrics=(("lesion_bench_test_auroc_mean", 0.994), ("lesion_bench_test_acc_iobb_0.5", 0.765)),
+        metrics_command="cxrkit bench lesions --out DIR (test split of the benchmark: 27 unseen patients x 4 variants)",
+        license="Apache-2.0 (weights made by cxrkit from NIH ChestX-ray14 images: public, cite Wang et al. CVPR 2017)",
+        intended_use="demonstrates the classification and localization pipeline on the lesion-insertion benchmark; "
+                     "NOT a findings classifier: its outputs on real radiographs are not findings",
+        source="cxrkit bench lesions --out DIR (defaults, seed 0)"))
 
 
 @register_model(_LESION_CARD, weights_file="resnet_lite_lesions.pt")

@@ -71,7 +71,7 @@ def ensemble_card(members: Sequence[CxrModule], select: Sequence[int], descripti
     base = default_card("finding_ensemble")
     return base.replace(
         labels=first.labels, input_size=first.input_size, normalization=first.normalization,
-        thresholds=first.thresholds, description=description or base.description,
+        thresholds=first.thresholds, description=description or base.description, provenance=first.provenance,
         architecture=arch(member=family, member_architectures=[m.card.architecture for m in members],
                           select=list(select)))
 
@@ -89,7 +89,8 @@ def make_ensemble(members: Sequence[CxrModule], select: Sequence[int], **card_kw
     name="finding_ensemble", task="classification", labels=FINDINGS, input_size=256, in_channels=1,
     normalization=Normalization(mean=0.5, std=0.25), thresholds=None,
     architecture=arch(member="resnet_lite", member_architectures=[()], select=[0] * len(FINDINGS)),
-    description="Per-finding selection among classifiers of one family (each finding from one member)"))
+    description="Per-finding selection among classifiers of one family (each finding from one member)",
+    outputs=("logits", "cams")))
 def finding_ensemble(card: ModelCard) -> FindingEnsemble:
     members = [build(member_card(card, i)) for i in range(len(card.arch_kwargs["member_architectures"]))]
     return FindingEnsemble(card, members, card.arch_kwargs["select"])

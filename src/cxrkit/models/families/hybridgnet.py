@@ -22,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from cxrkit.models.cards import ModelCard, Normalization, arch
+from cxrkit.models.cards import ModelCard, Normalization, Provenance, arch
 from cxrkit.models.module import CxrModule
 from cxrkit.models.registry import register_model
 
@@ -171,7 +171,18 @@ _ARCH = dict(widths=(16, 32, 64, 96, 128, 128), latent=64, hidden=32, cheb_k=6, 
     in_channels=1, normalization=Normalization(per_image=True), architecture=arch(**_ARCH),
     weights_sha256="7bd3b0a3cfdf7af6097fe4089314070a1c8e281aa59fe09dfb70c99f1df321a6",
     description="HybridGNet-style: conv encoder, variational latent, Chebyshev graph decoder over the 120-node "
-                "contour graph with graph unpooling and image-to-graph skip connections; trained on JSRT"),
+                "contour graph with graph unpooling and image-to-graph skip connections; trained on JSRT",
+    outputs=("landmarks",),
+    provenance=Provenance(
+        training_data="the 174 JSRT training images (HybridGNet's split) with SCR expert masks and the expert landmark "
+                      "contours of Gaggion et al.",
+        metrics=(("jsrt_test_dice_right_lung", 0.973), ("jsrt_test_dice_left_lung", 0.964),
+                 ("jsrt_test_dice_heart", 0.936)),
+        metrics_command="cxrkit segmentation evaluate --split test --perturbations none --out DIR",
+        license="Apache-2.0 (weights made by cxrkit); the training data (JSRT images, SCR masks) are for research use",
+        intended_use="lungs and heart contours (CheXmask layout) and the cardiothoracic ratio on frontal chest "
+                     "radiographs, for research; not a diagnostic device",
+        source="cxrkit segmentation train --out DIR --steps 12000 --threads 1 (seed 0)")),
     weights_file="hybridgnet.pt")
 def hybridgnet(card: ModelCard) -> HybridGNet:
     return HybridGNet(card)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cxrkit.models.cards import ModelCard, Normalization, arch
+from cxrkit.models.cards import ModelCard, Normalization, Provenance, arch
 from cxrkit.models.module import CxrModule
 from cxrkit.models.registry import register_model
 
@@ -80,7 +80,14 @@ class RegNet(CxrModule):
     normalization=Normalization(per_image=True), architecture=arch(**_ARCH),
     weights_sha256="675a4db1eede81f2aac75d695933a33b11b16b9965dc3eeac23f5c475b0548fb",
     description="learned affine + deformable registration of a radiograph to an RCA reference image; "
-                "trained with local NCC + smoothness on JSRT train and NIH images, plus soft Dice on JSRT train pairs"),
+                "trained with local NCC + smoothness on JSRT train and NIH images, plus soft Dice on JSRT train pairs",
+    outputs=("transform",),
+    provenance=Provenance(
+        training_data="image pairs from the 174 JSRT training images and 200 NIH ChestX-ray14 images; soft Dice on "
+                      "labelled JSRT training pairs (SCR masks)",
+        license="Apache-2.0 (weights made by cxrkit); the training data (JSRT, SCR) are for research use",
+        intended_use="registering a radiograph to RCA reference images for segmentation quality control",
+        source="cxrkit registration train --out DIR --steps 6000 --mask-weight 1 --threads 2 (seed 0)")),
     weights_file="rca_regnet.pt")
 def rca_regnet(card: ModelCard) -> RegNet:
     return RegNet(card)

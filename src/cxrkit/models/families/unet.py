@@ -35,6 +35,6 @@ class UNetSeg(CxrModule):
 @register_model(ModelCard(
     name="unet", task="segmentation", labels=("right_lung", "left_lung", "heart"), input_size=256, in_channels=1,
     normalization=Normalization(per_image=True), architecture=arch(**_ARCH),
-    description="MONAI UNet pixel baseline (3 sigmoid channels)"))
+    description="MONAI UNet pixel baseline (3 sigmoid channels)", outputs=("masks",)))
 def unet(card: ModelCard) -> UNetSeg:
     return UNetSeg(card)

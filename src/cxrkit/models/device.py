@@ -1,0 +1,35 @@
+"""Choosing the device a model runs on: ``--device auto|cpu|cuda[:N]`` everywhere."""
+
+from __future__ import annotations
+
+import torch
+
+from cxrkit.errors import UsageError
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (None): the first CUDA device when one is present, else the CPU; ``cpu``; ``cuda`` / ``cuda:N``
+    (a :class:`~cxrkit.errors.UsageError` when there is no such device); a ``torch.device`` passes through."""
+    if isinstance(spec, torch.device):
+        return spec
+    text = "auto" if spec is None else str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "meta":  # shape-only runs (tests of device placement)
+        return torch.device("meta")
+    if text == "cuda" or text.startswith("cuda:"):
+        index = 0
+        if text != "cuda":
+            try:
+                index = int(text.split(":", 1)[1])
+            except ValueError:
+                raise UsageError(f"--device {spec!r}: expected {DEVICE_CHOICES}") from None
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= n or index < 0:
+            raise UsageError(f"--device {spec}: this machine has {n} CUDA device(s); use --device cpu or auto")
+        return torch.device(f"cuda:{index}")
+    raise UsageError(f"--device {spec!r}: expected {DEVICE_CHOICES}")

@@ -1,0 +1,90 @@
+"""Classifier options for finer, lesion-pinned class maps: flip-averaged CAMs (cam_flips), stride 4, dilation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cxrkit.classification.cam import grad_cam, heatmaps, original_maps
+from cxrkit.errors import CxrkitError
+from cxrkit.models import create_model
+
+LABELS = ("Effusion", "Mass", "Nodule")
+
+
+def _model(**arch):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return create_model("resnet_lite", input_size=64, labels=LABELS, architecture=arch).eval()
+
+
+@pytest.mark.parametrize("flips, mirrors", [("h", ((3,),)), ("hv", ((3,), (2,), (2, 3)))])
+def test_flip_averaged_maps_are_mirror_equivariant(flips, mirrors):
+    model = _model(cam_flips=flips)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, maps = model.forward_with_cams(x)
+        assert maps.shape == (2, 3, 64, 64)  # at input resolution (averaged on the pixel grid)
+        assert torch.allclose(model(x), logits)
+        for dims in mirrors:
+            lf, mf = model.forward_with_cams(x.flip(dims))
+            assert torch.allclose(mf.flip(dims), maps, atol=1e-5)
+            assert torch.allclose(lf, logits, atol=1e-5)
+    # The averaged map is the mean of the single views' maps, each upsampled with cells centred on k * stride.
+    from cxrkit.classification.cam import upsample
+
+    plain = _model()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        views = [upsample(plain.forward_with_cams(x.flip(d) if d else x)[1], 64) for d in ((),) + mirrors]
+    want = torch.stack([v.flip(d) if d else v for v, d in zip(views, ((),) + mirrors)]).mean(0)
+    assert torch.allclose(maps, want, atol=1e-5)
+
+
+def test_flips_only_at_evaluation_when_asked():
+    model = _model(cam_flips="hv", cam_flips_train=False)
+    plain = _model()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(2, 1, 64, 64)
+    model.train(), plain.train()
+    assert not model.flip_averaging
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x))
+    model.eval()
+    assert model.flip_averaging
+    with pytest.raises(CxrkitError, match="cam_flips"):
+        grad_cam(model, x)
+    with pytest.raises(ValueError, match="cam_flips 'x'"):
+        _model(cam_flips="x")
+
+
+def test_stride_and_dilation_options():
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert _model().forward_with_cams(x)[1].shape[-1] == 8  # stride 8
+        assert _model(layer3_stride=1).forward_with_cams(x)[1].shape[-1] == 16  # stride 4
+        dilated = _model(layer3_stride=1, dilate=True)
+        assert dilated.forward_with_cams(x)[1].shape[-1] == 16
+    rates = {n: m.dilation[0] for n, m in dilated.backbone.named_modules()
+             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)}
+    # layer3 (index 5) lost its stride: its first conv keeps rate 1, the rest 2; layer4 (6): 2 then 4.
+    assert rates["5.0.conv1"] == 1 and rates["5.0.conv2"] == 2 and rates["5.1.conv1"] == 2
+    assert rates["6.0.conv1"] == 2 and rates["6.0.conv2"] == 4 and rates["6.1.conv2"] == 4
+    assert rates["4.1.conv2"] == 1  # layer2 untouched
+    # The default layout (the shipped weights') is unchanged.
+    shipped = create_model("resnet_lite_lesions", pretrained=True)
+    assert "cam_flips" not in shipped.card.arch_kwargs and not shipped.flip_averaging
+
+
+def test_original_maps_are_at_each_image_resolution():
+    model = _model(cam_flips="h")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (90, 70), dtype=np.uint8), rng.integers(0, 255, (64, 64), dtype=np.uint8)]
+    probs, maps = original_maps(model, images)
+    assert probs.shape == (2, 3) and [m.shape for m in maps] == [(3, 90, 70), (3, 64, 64)]
+    assert all((m >= 0).all() for m in maps)
+    _, exact = original_maps(model, images[1:], bf16=False)
+    x, _ = model.preprocess(images[1:])
+    _, cams = heatmaps(model, x)
+    assert np.allclose(exact[0], cams[0].numpy(), atol=1e-5)  # model-input size: the maps themselves
