@@ -3,14 +3,15 @@
 Every error names the offending file, row or value and what was expected. The kinds decide what a caller
 does with them:
 
-============================  ==========================================  =========  ==============
-class                         meaning                                     CLI exit   service status
-============================  ==========================================  =========  ==============
-:class:`UsageError`           a bad option, argument or combination        2          400
-:class:`InputError`           a file, row or value that cannot be used     1          400 / 422
-:class:`ModelError`           a checkpoint or model that cannot be used    1          500 (server's)
-:class:`MissingDependencyError` an optional extra is not installed         2          500
-============================  ==========================================  =========  ==============
+=================================  ========================================  ========  ==============
+class                              meaning                                   CLI exit  service status
+=================================  ========================================  ========  ==============
+:class:`UsageError`                a bad option, argument or combination     2         400
+:class:`InputError`                a file, row or value that cannot be used  1         400
+:class:`UnknownModelError`         an unknown registry name (or no weights)  2         500
+:class:`ModelError`                a checkpoint or model that cannot be used 1         500
+:class:`MissingDependencyError`    an optional extra is not installed        2         500
+=================================  ========================================  ========  ==============
 
 All derive from :class:`CxrkitError`; anything else escaping cxrkit is a bug (the CLI prints one line and
 exits 1, the service answers 500 and logs the traceback).
@@ -41,6 +42,10 @@ class UsageError(CxrkitError):
 class ModelError(CxrkitError):
     """A model or checkpoint that cannot be used: unknown name, unreadable or tampered file, wrong task,
     weights that do not fit the architecture."""
+
+
+class UnknownModelError(ModelError, UsageError):
+    """A model name that the registry does not have (or has without weights): a usage error (exit 2)."""
 
 
 class MissingDependencyError(CxrkitError, ImportError):

@@ -15,11 +15,80 @@ IMPORT_FORMATS = ("chexnet",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="model registry and checkpoints: import published weights",
-                       description="Model registry and checkpoints.")
+    p = sub.add_parser("models", help="model registry and checkpoints: list, show cards, import published weights",
+                       description="Model registry and checkpoints. Wherever a command takes --model, it accepts a "
+                                   "registry name (with weights shipped in the package) or a checkpoint path.")
     s = p.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
     s.required = True
+    _add_list(s)
+    _add_show(s)
     _add_import(s)
+
+
+def _add_list(s: argparse._SubParsersAction) -> None:
+    p = s.add_parser("list", help="registry names with task, input size and whether weights ship",
+                     description="One line per registered model: name, task, input size (px), outputs, whether "
+                                 "weights ship in the package, and a warning for models trained on synthetic data.")
+    p.add_argument("--task", choices=("classification", "segmentation", "registration"), help="only this task")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_list)
+
+
+def _add_show(s: argparse._SubParsersAction) -> None:
+    p = s.add_parser("show", help="a model's card as JSON (labels, preprocessing, provenance, metrics, license, "
+                                  "intended use)")
+    p.add_argument("model", metavar="NAME|CKPT", help="a registry name or a checkpoint path")
+    p.set_defaults(func=_show)
+
+
+def _rows(task: str | None) -> list[dict]:
+    from cxrkit.models import default_card, list_models, shipped_weights
+
+    rows = []
+    for name in list_models(task):
+        card = default_card(name)
+        rows.append({"name": name, "task": card.task, "input_size": card.input_size, "outputs": list(card.outputs),
+                     "weights_shipped": shipped_weights(name) is not None, "synthetic": card.provenance.synthetic,
+                     "description": card.description})
+    return rows
+
+
+def _list(args: argparse.Namespace) -> int:
+    import json
+
+    rows = _rows(args.task)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    sys.stdout.write(f"{'name':<{w}}  {'task':<14} {'input':>5}  {'weights':<8} outputs\n")
+    for r in rows:
+        note = "  (trained on synthetic findings: not for real radiographs)" if r["synthetic"] else ""
+        sys.stdout.write(f"{r['name']:<{w}}  {r['task']:<14} {r['input_size']:>5}  "
+                         f"{'shipped' if r['weights_shipped'] else '-':<8} {','.join(r['outputs'])}{note}\n")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import json
+
+    from cxrkit.models import default_card, read_checkpoint, shipped_weights
+    from cxrkit.models.registry import is_checkpoint_path
+
+    if is_checkpoint_path(args.model):
+        card = read_checkpoint(args.model)["card"]
+        source = {"checkpoint": str(args.model)}
+    else:
+        card = default_card(args.model)
+        path = shipped_weights(args.model)
+        source = {"registry": args.model, "weights_shipped": path is not None}
+    doc = card.to_dict()
+    doc["preprocessing"] = {"geometry": f"pad to a centred square, resize to {card.input_size}x{card.input_size} "
+                                        "(area when shrinking)",
+                            "channels": card.in_channels, "intensity": card.normalization.describe()}
+    doc["source"] = source
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    return 0
 
 
 def _add_import(s: argparse._SubParsersAction) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 import logging
 
-from cxrkit.errors import ModelError
+from cxrkit.errors import ModelError, UnknownModelError
 from cxrkit.models.cards import ModelCard
 from cxrkit.models.checkpoint import read_checkpoint
 
@@ -75,7 +75,7 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
                          "(or give a checkpoint path)") from None
 
 
@@ -224,7 +224,7 @@ def load_model(spec: str | os.PathLike | None, *, default: str | None = None, ta
         name = str(spec)
         entry = _entry(name)
         if shipped_weights(name) is None:
-            raise ModelError(f"model {name!r} has no weights shipped in this package; give a checkpoint path "
+            raise UnknownModelError(f"model {name!r} has no weights shipped in this package; give a checkpoint path "
                              f"(e.g. from `cxrkit train`). Shipped: {', '.join(shipped_models())}")
         model = create_model(name, pretrained=True)
         del entry
