@@ -432,3 +432,22 @@ def test_name_mapping_short_row(tmp_path):
     path.write_text("Original,New\nimages/a.png\n")
     with pytest.raises(CxrkitError, match=r"m.csv:2: expected 2 fields Original,New"):
         read_name_mapping(path)
+
+
+def test_chexmask_header_with_an_open_quote_gives_a_one_line_error(tmp_path):
+    """Found by the long campaign: a quote inserted before the header pulls the next lines into one header
+    cell, and the 'no image-id column' message printed them, newlines included."""
+    path = tmp_path / "q.csv"
+    row = f'00000000_000.png,"{points_text}",1 1,1 1,1 1\n'
+    path.write_text('"Image Index,Landmarks,Right Lung,Left Lung,Heart\n' + row * 50)
+    for fn in (read_columns, lambda p: list(iter_records(p, lenient=True))):
+        with pytest.raises(CxrkitError, match="no image-id column") as info:
+            fn(path)
+        check_error(info.value, path)
+        assert len(str(info.value)) < 1000
+    nih = tmp_path / "n.csv"
+    nih.write_text('"' + ",".join(H_NIH) + ",\n" + GOOD_NIH * 200)
+    with pytest.raises(CxrkitError, match="unrecognised NIH metadata header") as info:
+        read_metadata(nih)
+    check_error(info.value, nih)
+    assert len(str(info.value)) < 1000

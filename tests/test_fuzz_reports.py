@@ -262,3 +262,15 @@ def test_label_file_gzip_cut_short_is_a_cxrkit_error(tmp_path):
     with pytest.raises(CxrkitError, match=r"r.csv.gz: the gzip stream ends early"):
         label_file(src, tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_label_file_quotes_a_carriage_return_in_an_id(tmp_path):
+    """Found by the long campaign: an id with a lone "\\r" (here from undecodable bytes) was written unquoted
+    and split its output row in two."""
+    src = tmp_path / "r.csv"
+    src.write_bytes(b'"id","text"\n"\xc3\r\x8c",""\n"a\rb","No effusion."\n')
+    summary = label_file(src, tmp_path / "o.csv", style="nih")
+    with open(tmp_path / "o.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert summary.reports == 2 and len(rows) == 3
+    assert rows[1][0] == "\ufffd\r\ufffd" and rows[2] == ["a\rb", "No Finding", ""]

@@ -39,7 +39,7 @@ def test_cli_measure_on_bundled_rows(tmp_path, capsys):
     assert m["ctr"].between(0.3, 0.7).all() and m["area_heart_mm2"].notna().all()
     np.testing.assert_allclose(m["area_heart_mm2"], m["area_heart_px"] * 0.25, rtol=1e-5)
     assert main(["measure", "--masks-from", str(SAMPLE), "--out", str(tmp_path / "x.csv"), "--spacing", "-1"]) == 2
-    assert "--spacing takes one or two positive values" in capsys.readouterr().err
+    assert "--spacing: expected a number > 0, got -1" in capsys.readouterr().err
 
 
 def test_bad_row_is_reported_not_dropped(tmp_path):

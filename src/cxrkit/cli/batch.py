@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from cxrkit.cli.options import add_model_option
+from cxrkit.cli.options import add_model_option, nonneg_float, nonneg_int, positive_int
 
 HELP = {"segment": "landmarks + RLE masks per image (CheXmask columns)",
         "predict": "finding probabilities + boxes per image (prob_<finding> columns, boxes as JSON)",
@@ -40,7 +40,7 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--path-column", default="path", help="manifest column with the image paths (default: path)")
     p.add_argument("--id-column", help="manifest column with image ids (default: each path relative to the common "
                    "parent folder of the manifest's paths; the file name for one flat folder)")
-    p.add_argument("--shard-size", type=int, default=256, help="rows per shard (default 256; fixed for a job)")
+    p.add_argument("--shard-size", type=positive_int, default=256, help="rows per shard (default 256; fixed for a job)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     if kind == "segment":
         add_model_option(p, "landmark model", "hybridgnet (shipped)")
@@ -59,19 +59,19 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
         from cxrkit.cli.qc import add_rca_options
 
         add_rca_options(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
                    help="where models run (default auto: CUDA when present, else the CPU)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per worker (ray default: --ray-num-cpus)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads per worker (ray default: --ray-num-cpus)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous job in DIR/<task> instead of refusing")
     p.add_argument("--redo-errors", action="store_true", help="also recompute shards that hold error rows")
-    p.add_argument("--max-shards", type=int, help="compute at most N pending shards, then stop (rerun to continue)")
+    p.add_argument("--max-shards", type=nonneg_int, help="compute at most N pending shards, then stop (rerun to continue)")
     r = p.add_argument_group("ray engine")
     r.add_argument("--ray-address", help="existing cluster: auto, ray://HEAD:10001 or HEAD:6379 (default: $RAY_ADDRESS, "
                    "else a local instance started for the job)")
-    r.add_argument("--ray-actors", type=int, default=2, help="actors in the pool, each with its own model copy (default 2)")
-    r.add_argument("--ray-num-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
-    r.add_argument("--ray-num-gpus", type=float, default=0.0, help="GPUs per actor (default 0; e.g. 1 or 0.5 with --device cuda)")
+    r.add_argument("--ray-actors", type=positive_int, default=2, help="actors in the pool, each with its own model copy (default 2)")
+    r.add_argument("--ray-num-cpus", type=nonneg_float, default=1.0, help="CPUs per actor (default 1)")
+    r.add_argument("--ray-num-gpus", type=nonneg_float, default=0.0, help="GPUs per actor (default 0; e.g. 1 or 0.5 with --device cuda)")
     r.add_argument("--ray-runtime-env", help="Ray runtime_env as JSON or a .json file (e.g. to pip-install cxrkit on workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+from cxrkit.cli.options import fraction, positive_int
 from pathlib import Path
 
 from cxrkit.errors import CxrkitError, UsageError
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("info", help="rows, id column, Dice statistics, sizes, bad rows")
     common(p)
-    p.add_argument("--threshold", type=float, default=0.7, help="count rows with Dice >= this (default 0.7)")
+    p.add_argument("--threshold", type=fraction, default=0.7, help="count rows with Dice >= this (default 0.7)")
     p.add_argument("--validate", action="store_true", help="also parse every landmark string and RLE (slower)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-repair-dice", action="store_true", help="keep Dice Max/Mean as written even when Max < Mean")
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("filter", help="write the rows with Dice RCA >= threshold to a new CSV (streaming, atomic)")
     common(p)
     p.add_argument("--out", required=True, help="output CSV (gzip when it ends with .gz)")
-    p.add_argument("--threshold", type=float, default=0.7, help="minimum Dice RCA (default 0.7)")
+    p.add_argument("--threshold", type=fraction, default=0.7, help="minimum Dice RCA (default 0.7)")
     p.add_argument("--by", choices=("mean", "max"), default="mean", help="Dice RCA column to filter on (default mean)")
     p.add_argument("--lenient", action="store_true", help="skip and count bad rows instead of failing")
     p.add_argument("--no-repair-dice", action="store_true", help="keep Dice Max/Mean as written even when Max < Mean")
@@ -77,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image", default=None, help="the radiograph (PNG/JPEG/DICOM); default: a dark canvas")
     p.add_argument("--from-landmarks", action="store_true", help="fill the masks from the landmarks instead of the RLE")
     p.add_argument("--no-landmarks", action="store_true", help="do not draw the landmark points")
-    p.add_argument("--alpha", type=float, default=0.35, help="mask opacity (default 0.35)")
+    p.add_argument("--alpha", type=fraction, default=0.35, help="mask opacity (default 0.35)")
     p.set_defaults(func=_overlay)
 
     p = sub.add_parser(
@@ -113,8 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("csvs", nargs="+", metavar="CSV", help="CheXmask CSV(s), plain or gzip")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (one subfolder per CSV)")
-    p.add_argument("--rows-per-file", type=int, default=50_000, metavar="N", help="rows per Parquet part file (default 50000)")
-    p.add_argument("--row-group-size", type=int, default=1024, metavar="N",
+    p.add_argument("--rows-per-file", type=positive_int, default=50_000, metavar="N", help="rows per Parquet part file (default 50000)")
+    p.add_argument("--row-group-size", type=positive_int, default=1024, metavar="N",
                    help="rows held in memory and written per Parquet row group (default 1024)")
     p.add_argument("--lenient", action="store_true",
                    help="record bad rows in DIR/<name>/errors.csv and go on (default: stop at the first, naming file and line)")

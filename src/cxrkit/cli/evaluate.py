@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxrkit.cli.options import nonneg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="AUROC per finding (+95%% bootstrap CI) of a predictions CSV vs NIH labels",
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", required=True,
                    help="NIH metadata with the labels (2017, v2020 or Kaggle; plain or gzip)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
+    p.add_argument("--n-boot", type=nonneg_int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-plots", action="store_true", help="skip the ROC plots")
     p.set_defaults(func=_evaluate)

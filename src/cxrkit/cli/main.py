@@ -61,14 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(level)
+    made = _missing_output_dirs(args)
+    rc = 1
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        return rc
     except CxrkitError as exc:  # usage (2), input / model (1), missing extra (2)
         _say(where, one_line(exc), args.verbose)
         return exc.exit_code
     except OSError as exc:  # a file system refusal: permission, disk full, a vanished file
         if isinstance(exc, BrokenPipeError):  # e.g. `cxrkit stats ... | head`
             return 0
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):  # a file where a folder is written
+            _say(where, f"{exc.filename}: exists and is not a folder; give a folder path (or remove the file)",
+                 args.verbose)
+            return 2
         _say(where, one_line(exc), args.verbose)
         return 1
     except KeyboardInterrupt:
@@ -79,8 +86,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "traceback `-vv` shows", args.verbose)
         return 1
     finally:
+        if rc != 0:
+            _remove_empty(made)
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+# Namespace attributes that name where a command writes (a file or a folder).
+_OUTPUT_ATTRS = ("out", "masks", "annotated", "out_dir")
+
+
+def _missing_output_dirs(args: argparse.Namespace) -> list:
+    """The folders a command's outputs would create (the output itself if it is a folder path, and every
+    missing parent), deepest first, so a failed command can remove those it left empty."""
+    from pathlib import Path
+
+    made = []
+    for attr in _OUTPUT_ATTRS:
+        value = getattr(args, attr, None)
+        if not isinstance(value, (str, Path)) or not str(value):
+            continue
+        p = Path(value).absolute()
+        for q in [p, *p.parents]:
+            if q.exists():
+                break
+            made.append(q)
+    return made
+
+
+def _remove_empty(folders: list) -> None:
+    """Remove the folders of :func:`_missing_output_dirs` that exist and are empty (deepest first)."""
+    for q in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
+        try:
+            if q.is_dir() and not any(q.iterdir()):
+                q.rmdir()
+        except OSError:
+            pass
 
 
 class _StderrHandler(logging.StreamHandler):

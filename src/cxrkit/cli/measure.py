@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxrkit.cli.options import positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("measure", help="cardiothoracic ratio and structure areas from CheXmask-format masks")
     p.add_argument("--masks-from", required=True, help="CheXmask-format CSV (plain or gzip; CheXmask's own or cxrkit's)")
     p.add_argument("--out", required=True, help="output CSV: ImageID, ctr, widths, areas (px; mm with --spacing)")
-    p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+    p.add_argument("--spacing", type=positive_float, nargs="+", metavar="MM",
                    help="pixel spacing in mm of the masks' pixel space: one value, or row and column")
     p.add_argument("--nih-metadata", help="NIH metadata: also print CTR by Cardiomegaly label (ChestX-ray8 rows)")
     p.set_defaults(func=_measure)

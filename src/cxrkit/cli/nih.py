@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cxrkit.cli.options import open_fraction
 from pathlib import Path
 
 from cxrkit.data.nih import read_boxes, read_metadata
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sp = s.add_parser("split", help="official test + seeded patient-wise train/val of train_val")
     sp.add_argument("--split-dir", required=True, help="folder with train_val_list.txt and test_list.txt")
-    sp.add_argument("--val-fraction", type=float, default=0.1)
+    sp.add_argument("--val-fraction", type=open_fraction, default=0.1)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", required=True, help="folder for train.txt, val.txt, test.txt")
     sp.set_defaults(func=_split)

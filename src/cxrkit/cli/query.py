@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxrkit.cli.options import nonneg_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -35,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="NIH metadata CSV (Data_Entry_2017[_v2020].csv[.gz], Kaggle sample_labels.csv) -> view nih")
     p.add_argument("--out", default=None, metavar="FILE", help="write the result to FILE (.csv, .parquet or .json) instead of stdout")
     p.add_argument("--format", choices=("csv", "table", "json"), default="csv", help="stdout format (default csv)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N result rows")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="DuckDB threads (default: all cores)")
+    p.add_argument("--limit", type=nonneg_int, default=None, metavar="N", help="at most N result rows")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="DuckDB threads (default: all cores)")
     p.set_defaults(func=_run)
 
 

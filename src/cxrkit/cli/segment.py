@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option
+from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option, nonneg_int, positive_float, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout",
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="also write DIR/<id>_{right_lung,left_lung,heart}.png")
     add_id_style_option(p)
     p.add_argument("--qc", action="store_true", help="fill the Dice RCA columns by RCA (see cxrkit qc)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
     add_device_options(p)
     from cxrkit.cli.qc import add_rca_options
 
@@ -35,15 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True)
     t.add_argument("--model", default="hybridgnet", choices=("hybridgnet", "unet"),
                    help="hybridgnet (landmarks) or unet (pixel baseline, BCE + soft Dice)")
-    t.add_argument("--input-size", type=int, default=256)
-    t.add_argument("--steps", type=int, default=6000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--save-every", type=int, default=0, metavar="N",
+    t.add_argument("--input-size", type=positive_int, default=256)
+    t.add_argument("--steps", type=positive_int, default=6000)
+    t.add_argument("--batch-size", type=positive_int, default=8)
+    t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument("--eval-every", type=positive_int, default=250)
+    t.add_argument("--save-every", type=nonneg_int, default=0, metavar="N",
                    help="also keep weights-only snapshots OUT/checkpoints/step-NNNNN.pt every N steps (default 0: none)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, help="torch CPU threads (leave cores for other work)")
+    t.add_argument("--threads", type=positive_int, help="torch CPU threads (leave cores for other work)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--perturbations", nargs="+", help="subset of: none noise occlusion rotate+15 rotate-15 low_contrast")
     e.add_argument("--out", required=True, help="folder: per_image.csv, summary.csv, dice_boxplot.png")
     e.add_argument("--quiet", action="store_true")
-    e.add_argument("--worst", type=int, default=3, help="overlays of the N worst clean images and of each "
+    e.add_argument("--worst", type=nonneg_int, default=3, help="overlays of the N worst clean images and of each "
                    "perturbation's worst image (0: none)")
     e.add_argument("--clean-up", action="store_true",
                    help="score pixel models' masks after the standard clean-up (largest connected component per "

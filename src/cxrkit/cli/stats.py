@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from cxrkit.cli.options import open_fraction
+
 from cxrkit.data.nih import label_matrix, read_metadata
 from cxrkit.data.splits import official_split, patient_split
 from cxrkit.stats.labels import cooccurrence_frame, prevalence
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = s.add_parser("summary", help="all statistics per split as CSV/JSON and plots")
     m.add_argument("--metadata", required=True)
     m.add_argument("--split-dir", help="folder with train_val_list.txt and test_list.txt (adds per-split stats)")
-    m.add_argument("--val-fraction", type=float, default=0.1, help="patients of train_val sent to val")
+    m.add_argument("--val-fraction", type=open_fraction, default=0.1, help="patients of train_val sent to val")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--no-plots", action="store_true")

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from cxrkit.cli.options import nonneg_float, nonneg_int, open_fraction, positive_float, positive_int
+
 from cxrkit.findings import FINDINGS
 
 
@@ -18,25 +20,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-dir", required=True, help="folder with train_val_list.txt and test_list.txt")
     p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, metrics.csv (resumes if present)")
     p.add_argument("--model", default="densenet121", help="registry name (cxrkit models list)")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--input-size", type=positive_int, default=224)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--accum-steps", type=positive_int, default=1, help="gradient accumulation steps")
+    p.add_argument("--lr", type=positive_float, default=3e-4)
+    p.add_argument("--weight-decay", type=nonneg_float, default=1e-4)
     p.add_argument("--schedule", choices=("cosine", "plateau"), default="cosine")
-    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--warmup-steps", type=nonneg_int, default=100)
     p.add_argument("--loss", choices=("weighted_bce", "bce"), default="weighted_bce",
                    help="weighted_bce: the paper's positive/negative-balanced loss")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--hflip", action="store_true", help="also flip left-right (off: anatomy is not symmetric)")
-    p.add_argument("--workers", type=int, default=2, help="data loader processes")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--workers", type=nonneg_int, default=2, help="data loader processes")
+    p.add_argument("--val-fraction", type=open_fraction, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", help="preprocessing cache folder (built/resumed here first; much faster loading)")
-    p.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
-    p.add_argument("--stop-after-epochs", type=int, help="end this run after N epochs (resume later)")
+    p.add_argument("--max-steps-per-epoch", type=positive_int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--stop-after-epochs", type=positive_int, help="end this run after N epochs (resume later)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out has last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
@@ -47,9 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = cs.add_parser("build", help="decode + resize images once into a memory-mapped uint8 array (resumable)")
     b.add_argument("--images", required=True, help="image folder")
     b.add_argument("--out", required=True, help="cache folder")
-    b.add_argument("--size", type=int, default=224)
+    b.add_argument("--size", type=positive_int, default=224)
     b.add_argument("--list", help="text file of image names to include (default: every image under --images)")
-    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--workers", type=nonneg_int, default=2)
     b.set_defaults(func=_cache_build)
 
 

@@ -118,6 +118,13 @@ _FIELD_KEYS = {
 _REQUIRED = ("landmarks", "right_lung", "left_lung", "heart")
 
 
+def _header_text(names: Iterable[str]) -> str:
+    """A header for a one-line message: names joined by ``", "``, control characters escaped (a quote
+    left open in a damaged file can pull newlines and later rows into the header), at most 500 characters."""
+    text = ", ".join(n if n.isprintable() else repr(n) for n in names)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def _raise_field_size_limit() -> None:
     if csv.field_size_limit() < _FIELD_SIZE_LIMIT:
         csv.field_size_limit(min(_FIELD_SIZE_LIMIT, sys.maxsize))
@@ -161,21 +168,21 @@ class Columns:
                 found[key] = i
         if id_column is not None:
             if id_column not in names:
-                raise CxrkitError(f"{source}: no column {id_column!r} for the image id; the header has {', '.join(names)}")
+                raise CxrkitError(f"{source}: no column {id_column!r} for the image id; the header has {_header_text(names)}")
             id_index = names.index(id_column)
         else:
             candidates = sorted((_ID_KEYS[_norm(n)], i) for i, n in enumerate(names) if _norm(n) in _ID_KEYS)
             if not candidates:
                 raise CxrkitError(
                     f"{source}: no image-id column; expected one of {', '.join(ID_COLUMNS)} "
-                    f"(or pass id_column), the header has {', '.join(names)}"
+                    f"(or pass id_column), the header has {_header_text(names)}"
                 )
             id_index = candidates[0][1]
         missing = [ORGAN_COLUMNS.get(k, k.capitalize()) for k in _REQUIRED if k not in found]
         if missing:
             raise CxrkitError(
                 f"{source}: missing column(s) {', '.join(missing)}; a CheXmask CSV has Landmarks, Right Lung, "
-                f"Left Lung, Heart (header: {', '.join(names)})"
+                f"Left Lung, Heart (header: {_header_text(names)})"
             )
         return cls(header=names, id=id_index, **found)
 
@@ -525,7 +532,7 @@ def _structure_columns(cols: Columns, src: str | os.PathLike, thresholds: dict[s
     if missing:
         raise CxrkitError(
             f"{src}: no column {', '.join(repr(m) for m in missing)} for the per-structure threshold(s); "
-            f"only QC CSVs written by cxrkit carry per-structure Dice RCA columns (header: {', '.join(cols.header)})"
+            f"only QC CSVs written by cxrkit carry per-structure Dice RCA columns (header: {_header_text(cols.header)})"
         )
     return found
 
@@ -638,7 +645,7 @@ def filter_csv(
             raise CxrkitError(f"structure threshold {structure}={value!r} is outside [0, 1]")
     cols = read_columns(src, id_column)
     if (cols.dice_mean if by == "mean" else cols.dice_max) is None:
-        raise CxrkitError(f"{src}: no 'Dice RCA ({by.capitalize()})' column to filter on (header: {', '.join(cols.header)})")
+        raise CxrkitError(f"{src}: no 'Dice RCA ({by.capitalize()})' column to filter on (header: {_header_text(cols.header)})")
     structure_index = _structure_columns(cols, src, per_structure, by) if per_structure else {}
     dst = Path(dst)
     if dst.resolve() == Path(src).resolve():

@@ -86,6 +86,12 @@ def parse_age(value: str) -> float:
     return float(m.group(1)) * _AGE_UNIT[m.group(2).upper()]
 
 
+def _short(value: object, limit: int = 300) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a damaged file can put megabytes into one header)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _norm_header(cells: list[str]) -> list[str]:
     return [re.sub(r"\s+", "", c).lower() for c in cells]
 
@@ -103,7 +109,7 @@ def detect_format(header: list[str], first_age: str | None) -> str:
         return "2017"
     raise CxrkitError(
         "unrecognised NIH metadata header "
-        f"{header!r}; expected Data_Entry_2017(.csv/_v2020.csv) or the Kaggle sample_labels.csv columns"
+        f"{_short(header)}; expected Data_Entry_2017(.csv/_v2020.csv) or the Kaggle sample_labels.csv columns"
     )
 
 
@@ -227,7 +233,7 @@ def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
         try:
             header = next(reader, None)
             if not header or _norm_header(header[:2]) != ["imageindex", "findinglabel"]:
-                raise CxrkitError(f"{path}: not a BBox_List file (header {header!r}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
+                raise CxrkitError(f"{path}: not a BBox_List file (header {_short(header)}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
             for lineno, row in enumerate(reader, start=2):
                 if not any(c.strip() for c in row):
                     continue

@@ -164,13 +164,17 @@ def label_file(
     with contextlib.ExitStack() as stack:
         fh = stack.enter_context(atomic_open(out_csv, "w", encoding="utf-8", newline=""))
         writer = csv.writer(fh, lineterminator="\n")
+        # csv (Python 3.11) leaves a lone "\r" unquoted with lineterminator="\n", and a reader ends the row
+        # there: rows with one (an id read from a damaged file) are written fully quoted
+        quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(header(style, id_column))
         jw = None
         if json_out is not None:
             jfh = stack.enter_context(atomic_open(json_out, "w", encoding="utf-8"))
             jw = _JsonArrayWriter(jfh)
         for result in bar(results):
-            writer.writerow(row(result, style))
+            cells = row(result, style)
+            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
             if jw is not None:
                 jw.write(result.to_dict())
             summary.add(result)
