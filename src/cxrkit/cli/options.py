@@ -61,3 +61,15 @@ positive_float = _number(float, 0.0, True, what="a number > 0")
 nonneg_float = _number(float, 0.0, False, what="a number >= 0")
 fraction = _number(float, 0.0, False, 1.0, what="a number in [0, 1]")
 open_fraction = _number(float, 0.0, True, 1.0, what="a number in (0, 1]")
+
+
+def add_precision_option(p: argparse.ArgumentParser, family: str) -> None:
+    """``--precision auto|fp32|bf16``: auto is the model family's measured-safe default (see README, bench)."""
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help=f"arithmetic of the model stage (default auto: what bench/bench_pipeline.py measured safe for "
+                        f"{family} models on the device)")
+
+
+def model_device(model):
+    """The device a loaded model's weights are on."""
+    return next(model.parameters()).device

@@ -28,10 +28,10 @@ def rca_kwargs(args: argparse.Namespace) -> dict:
             "calibration": getattr(args, "calibration", None) or "shipped"}
 
 
-def build_estimator(args: argparse.Namespace):
+def build_estimator(args: argparse.Namespace, device="cpu"):
     from cxrkit.qc.rca import make_estimator
 
-    return make_estimator(**rca_kwargs(args))
+    return make_estimator(**rca_kwargs(args), device=device)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option, nonneg_int, positive_float, positive_int
+from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option, add_precision_option, model_device, nonneg_int, positive_float, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout",
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qc", action="store_true", help="fill the Dice RCA columns by RCA (see cxrkit qc)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
     add_device_options(p)
+    add_precision_option(p, "segmentation")
     from cxrkit.cli.qc import add_rca_options
 
     add_rca_options(p)
@@ -86,9 +87,10 @@ def _segment(args: argparse.Namespace) -> int:
     if args.qc:
         from cxrkit.cli.qc import build_estimator
 
-        qc = build_estimator(args)
+        qc = build_estimator(args, device=model_device(model))
     written, skipped, failed = segment_files(model, inputs, args.out, args.masks, progress=not args.quiet, qc=qc,
-                                             batch_size=args.batch_size, id_style=args.id_style)
+                                             batch_size=args.batch_size, id_style=args.id_style, workers=args.workers,
+                                             precision=args.precision)
     sys.stdout.write(f"{args.out}: {written} segmented, {skipped} already there, {failed} failed"
                      + (f" (see {Path(args.out).with_suffix('.errors.csv')})" if failed else "") + "\n")
     return 1 if failed else 0

@@ -947,15 +947,16 @@ def write_masks(record: CheXmaskRecord, out_dir: str | os.PathLike) -> dict[str,
 
     All masks are decoded before any file is written, so a bad RLE writes nothing.
     """
+    return write_mask_arrays(record.masks(), record.image_id, out_dir)
+
+
+def write_mask_arrays(masks: dict[str, np.ndarray], image_id: str, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write three bool masks (``right_lung``, ``left_lung``, ``heart``) as 8-bit 0/255 PNGs named as
+    :func:`mask_paths` says (atomically; all encoded before any file is written)."""
     from cxrkit.io.atomic import write_bytes
 
-    masks = record.masks()
-    paths = mask_paths(out_dir, record.image_id)
-    encoded = {}
-    for organ in ORGANS:
-        u8 = masks[organ].view(np.uint8)  # freshly decoded, ours: scale 0/1 -> 0/255 in place
-        np.multiply(u8, np.uint8(255), out=u8)
-        encoded[organ] = _png_bytes(u8)
+    paths = mask_paths(out_dir, image_id)
+    encoded = {organ: _png_bytes(np.where(masks[organ], np.uint8(255), np.uint8(0))) for organ in ORGANS}
     for organ in ORGANS:
         write_bytes(paths[organ], encoded[organ])
     return paths

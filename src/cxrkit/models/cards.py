@@ -20,6 +20,7 @@ TASKS = ("classification", "segmentation", "registration")
 
 # What a model's forward pass gives (its capabilities); callers ask the card instead of checking classes.
 OUTPUTS = ("logits", "cams", "landmarks", "masks", "transform")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class ModelCard:
             ``landmarks`` (then masks are filled contours) or ``masks`` (pixel logits) for segmentation,
             ``transform`` for registration.
         provenance: training data, metrics, license and intended use (:class:`Provenance`).
+        inference_precision: what ``--precision auto`` runs: ``bf16`` only when the bench measured this family's
+            bf16 outputs within 0.001 of fp32 (Dice on JSRT test, AUROC on the lesion benchmark's test), else
+            ``fp32``.
     """
 
     name: str
@@ -153,6 +157,7 @@ class ModelCard:
     description: str = ""
     outputs: tuple[str, ...] = ()
     provenance: Provenance = field(default_factory=Provenance)
+    inference_precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -163,6 +168,9 @@ class ModelCard:
             raise CxrkitError(
                 f"model card {self.name!r}: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
             )
+        if self.inference_precision not in PRECISIONS:
+            raise CxrkitError(f"model card {self.name!r}: inference_precision {self.inference_precision!r} is not one "
+                              f"of {PRECISIONS}")
         bad = [o for o in self.outputs if o not in OUTPUTS]
         if bad:
             raise CxrkitError(f"model card {self.name!r}: output {bad[0]!r} is not one of {OUTPUTS}")

@@ -33,3 +33,17 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise UsageError(f"--device {spec}: this machine has {n} CUDA device(s); use --device cpu or auto")
         return torch.device(f"cuda:{index}")
     raise UsageError(f"--device {spec!r}: expected {DEVICE_CHOICES}")
+
+
+def resolve_precision(precision: str, card, device: torch.device | str = "cpu") -> str:
+    """``fp32`` or ``bf16`` for ``--precision auto|fp32|bf16``: auto is the card's measured-safe
+    ``inference_precision`` (bf16 only on a device that runs it: CUDA with bf16 support, or the CPU)."""
+    if precision in ("fp32", "bf16"):
+        return precision
+    if precision != "auto":
+        raise UsageError(f"--precision {precision!r}: expected auto, fp32 or bf16")
+    want = getattr(card, "inference_precision", "fp32")
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if want == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    return want

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cxrkit.errors import ModelError
+from cxrkit.errors import InputError, ModelError
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import to_uint8
 from cxrkit.models.cards import ModelCard, Normalization
@@ -21,21 +21,32 @@ def to_model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, Squa
 
     ``C`` is ``card.in_channels``: a network that takes 3 channels (e.g. an ImageNet-style DenseNet) gets the
     gray image replicated to every channel, then each channel normalized with its own statistics when the
-    card's :class:`Normalization` gives them per channel.
+    card's :class:`Normalization` gives them per channel. The same as :func:`square_input` (the geometry,
+    in decode workers) followed by :func:`finish_input` (the intensities), which is how the engine splits it.
     """
+    square, stats, geom = square_input(image, card.input_size, card.normalization.per_image)
+    return finish_input(square, stats, card), geom
+
+
+def square_input(image: np.ndarray, size: int, per_image: bool
+                 ) -> tuple[np.ndarray, tuple[float, float] | None, SquareResize]:
+    """The geometric half of :func:`to_model_input`: uint8 (size, size) padded-square image, the unpadded
+    image's (mean, std) in [0, 1] units when the normalization is per image (else None), and the geometry."""
     if image.ndim != 2:
-        raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+        raise InputError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    img8 = image if image.dtype == np.uint8 else to_uint8(image)
+    geom = SquareResize(height=img8.shape[0], width=img8.shape[1], size=size)
+    return geom.image_to_square(img8), (image_stats(img8) if per_image else None), geom
+
+
+def finish_input(square: np.ndarray, stats: tuple[float, float] | None, card: ModelCard) -> np.ndarray:
+    """The intensity half of :func:`to_model_input`: a uint8 (S, S) square -> float32 (C, S, S) model input."""
     norm = card.normalization
     if norm.channels is not None and norm.channels != card.in_channels:
         raise ModelError(f"model card {card.name!r}: normalization has statistics for {norm.channels} channels "
                          f"but the model takes {card.in_channels}")
-    img8 = image if image.dtype == np.uint8 else to_uint8(image)
-    geom = SquareResize(height=img8.shape[0], width=img8.shape[1], size=card.input_size)
-    square = geom.image_to_square(img8)
-    stats = image_stats(img8) if norm.per_image else None
     x01 = np.broadcast_to(square.astype(np.float32) / 255.0, (card.in_channels, *square.shape))
-    x = normalize(x01, norm, stats)
-    return np.ascontiguousarray(x, dtype=np.float32), geom
+    return np.ascontiguousarray(normalize(x01, norm, stats), dtype=np.float32)
 
 
 def image_stats(image_uint8: np.ndarray) -> tuple[float, float]:

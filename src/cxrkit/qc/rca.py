@@ -223,7 +223,7 @@ class RcaEstimator:
 
     def register(self, image01: torch.Tensor) -> Transform:
         """Transforms (K references) for one query (1, 1, S, S) float [0, 1] in the square space."""
-        moving = standardize(image01)
+        moving = standardize(image01.to(self.device))
         if self.method == "iterative":
             return register_iterative(moving, self._fixed, self.iterative)
         with torch.inference_mode():
@@ -232,8 +232,8 @@ class RcaEstimator:
     def score(self, transform: Transform, masks: torch.Tensor) -> np.ndarray:
         """(K, 3) Dice of query masks (1, 3, M, M) carried into each reference vs its expert masks."""
         with torch.inference_mode():
-            warped = transform.warp(masks.float(), mode="bilinear") > 0.5
-            return dice_batch(warped, self.reference.masks).numpy()
+            warped = transform.warp(masks.to(self.device).float(), mode="bilinear") > 0.5
+            return dice_batch(warped, self.reference.masks).cpu().numpy()
 
     def estimate(self, image: np.ndarray, masks: Mapping[str, np.ndarray]) -> RcaEstimate:
         """RCA of one image (H, W) and its masks (bool, (H, W), keys right_lung / left_lung / heart)."""
@@ -248,11 +248,68 @@ class RcaEstimator:
         t = self.register(query_image(image, self.reference.images.shape[-1]))
         return [summarize(self.score(t, m), self.calibration) for m in masks]
 
+    @property
+    def image_size(self) -> int:
+        """Side of the query and reference images in RCA's square space (px)."""
+        return int(self.reference.images.shape[-1])
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the query and reference masks in RCA's square space (px)."""
+        return int(self.reference.masks.shape[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return self._fixed.device
+
+    def to(self, device: str | torch.device) -> "RcaEstimator":
+        """Move the registration network and the reference set to ``device`` (``auto``, ``cpu``, ``cuda[:N]``)."""
+        from cxrkit.models.device import resolve_device
+
+        dev = resolve_device(device)
+        self._fixed = self._fixed.to(dev)
+        self.reference = ReferenceSet(self.reference.ids, self.reference.images.to(dev), self.reference.masks.to(dev),
+                                      self.reference.source)
+        if self.model is not None:
+            self.model = self.model.to(dev)
+        return self
+
+    def score_batch(self, images: np.ndarray, masks: np.ndarray, max_pairs: int = 256) -> list[np.ndarray]:
+        """(K, 3) Dice tables of B queries at once, on the estimator's device: all references x all queries in
+        one registration forward (chunked to ``max_pairs`` pairs), the query masks warped into each reference's
+        space and compared there.
+
+        Args:
+            images: (B, S, S) uint8 queries in RCA's square space (``S`` = :attr:`image_size`).
+            masks: (B, 3, M, M) bool masks (right lung, left lung, heart) in that space (``M`` = :attr:`mask_size`).
+        """
+        b, k = len(images), len(self.reference)
+        if b == 0:
+            return []
+        dev = self.device
+        x = standardize(torch.from_numpy(np.ascontiguousarray(images)).to(dev).float().div_(255)[:, None])
+        m = torch.from_numpy(np.ascontiguousarray(masks)).to(dev)
+        if self.method == "iterative":
+            return [self.score(register_iterative(x[i:i + 1], self._fixed, self.iterative), m[i:i + 1])
+                    for i in range(b)]
+        out = []
+        step = max(1, max_pairs // k)
+        with torch.inference_mode():
+            for start in range(0, b, step):
+                xs, ms = x[start:start + step], m[start:start + step]
+                n = len(xs)
+                t = self.model(xs.repeat_interleave(k, 0), self._fixed.repeat(n, 1, 1, 1))
+                warped = t.warp(ms.float().repeat_interleave(k, 0), mode="bilinear") > 0.5
+                dice = dice_batch(warped, self.reference.masks.repeat(n, 1, 1, 1)).view(n, k, -1)
+                out.extend(dice.float().cpu().numpy())
+        return out
+
 
 def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
                    method: Literal["learned", "iterative"] = "learned",
                    registration: str | os.PathLike | None = None,
-                   calibration: Calibration | Literal["shipped"] | str | os.PathLike | None = "shipped") -> RcaEstimator:
+                   calibration: Calibration | Literal["shipped"] | str | os.PathLike | None = "shipped",
+                   device: str | torch.device = "cpu") -> RcaEstimator:
     """An :class:`RcaEstimator` from a reference set, ``"shipped"``, a folder or a reference file
     (default: ``$CXRKIT_RCA_REFERENCE``, else the set shipped in the package; see
     :func:`cxrkit.qc.reference.resolve_reference`) and, for the learned method, an optional
@@ -268,7 +325,7 @@ def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
         from cxrkit.models import create_model
 
         model = create_model("rca_regnet", checkpoint=registration)
-    return RcaEstimator(reference, method, model=model, calibration=calibration)
+    return RcaEstimator(reference, method, model=model, calibration=calibration).to(device)
 
 
 def optional_estimator(**kwargs) -> tuple[RcaEstimator | None, str]:

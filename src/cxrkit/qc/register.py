@@ -30,7 +30,7 @@ class Transform:
     def grid(self, size: int) -> torch.Tensor:
         """(N, size, size, 2) sampling grid for :func:`torch.nn.functional.grid_sample`."""
         n = self.theta.shape[0]
-        ident = torch.eye(2, 3, dtype=self.theta.dtype).expand(n, 2, 3)
+        ident = torch.eye(2, 3, dtype=self.theta.dtype, device=self.theta.device).expand(n, 2, 3)
         p = F.affine_grid(ident, [n, 1, size, size], align_corners=False)
         if self.disp is not None:
             d = F.interpolate(self.disp, size=(size, size), mode="bilinear", align_corners=False)
@@ -46,8 +46,8 @@ class Transform:
         return F.grid_sample(moving, g.to(moving.dtype), mode=mode, padding_mode="zeros", align_corners=False)
 
 
-def identity(n: int) -> torch.Tensor:
-    return torch.eye(2, 3).repeat(n, 1, 1)
+def identity(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.eye(2, 3, device=device).repeat(n, 1, 1)
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def register_iterative(moving: torch.Tensor, fixed: torch.Tensor,
                        cfg: IterativeConfig = IterativeConfig()) -> Transform:
     """Register one moving image (1, 1, S, S) to each fixed image (N, 1, S, S) by optimization."""
     n = fixed.shape[0]
-    theta = identity(n).requires_grad_(True)
+    theta = identity(n, fixed.device).requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=cfg.affine_lr)
     with torch.enable_grad():
         for size, iters in zip(cfg.affine_sizes, cfg.affine_iters):
@@ -114,7 +114,7 @@ def register_iterative(moving: torch.Tensor, fixed: torch.Tensor,
         theta = theta.detach()
         if cfg.deform_iters <= 0:
             return Transform(theta)
-        disp = torch.zeros(n, 2, cfg.deform_grid, cfg.deform_grid, requires_grad=True)
+        disp = torch.zeros(n, 2, cfg.deform_grid, cfg.deform_grid, device=fixed.device, requires_grad=True)
         opt = torch.optim.Adam([disp], lr=cfg.deform_lr)
         m = standardize(_resize(moving, cfg.deform_size))
         f = standardize(_resize(fixed, cfg.deform_size))

@@ -113,18 +113,22 @@ def _done_ids(path: Path, columns: list[str]) -> set[str]:
 
 def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLike,
                   masks_dir: str | os.PathLike | None = None, progress: bool = True, qc=None,
-                  batch_size: int = 16, id_style: str = "path") -> tuple[int, int, int]:
+                  batch_size: int = 16, id_style: str = "path", workers: int | None = None,
+                  precision: str = "auto") -> tuple[int, int, int]:
     """Segment ``inputs`` (:class:`~cxrkit.io.inputs.ImageInput`, e.g. from
     :func:`~cxrkit.io.inputs.collect_images`) into ``out_csv``; returns (written, skipped as already done,
     failed). The ID column and its values follow ``id_style`` (:mod:`cxrkit.data.id_styles`; default: the
-    identity, a path relative to the input root). Images are decoded and predicted ``batch_size`` at a time
-    (one forward pass per batch); rows are written and flushed as each batch is done. With ``qc`` (a
-    :class:`cxrkit.qc.rca.RcaEstimator`) the Dice RCA columns are filled. An image whose ID is already in
-    ``out_csv`` is skipped; an image whose ID another input of this run already has is an error row."""
+    identity, a path relative to the input root). Runs on the engine (:mod:`cxrkit.engine`): decoding and
+    post-processing in ``workers`` processes (None: all cores; 0: this process), the model (and, with ``qc``, a
+    :class:`cxrkit.qc.rca.RcaEstimator`, batched registration) ``batch_size`` images at a time on the model's
+    device, in ``precision`` (``auto``: the card's measured-safe default, ``fp32`` or ``bf16``). Rows are appended in input order and flushed as they come,
+    so an interrupted run resumes: an image whose ID is already in ``out_csv`` is skipped; an image whose ID
+    another input of this run already has is an error row (``OUT.errors.csv``)."""
     from tqdm.auto import tqdm
 
     from cxrkit.data.id_styles import id_style as get_style
-    from cxrkit.io.images import read_image
+    from cxrkit.engine import Failure, run_pipeline
+    from cxrkit.segmentation.job import SegmentItem, SegmentJob
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
@@ -135,14 +139,14 @@ def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLik
         raise UsageError(f"{out_csv}: is a folder; --out names the CSV file to write")
     done = _done_ids(out_csv, columns)
     errors: list[tuple[str, str]] = []
-    written = skipped = 0
+    skipped = 0
 
-    def fail(path, exc: Exception) -> None:
-        msg = one_line(exc, path)
+    def fail(path, exc: Exception | str) -> None:
+        msg = exc if isinstance(exc, str) else one_line(exc, path)
         log.error("%s", msg)
         errors.append((str(path), msg))
 
-    todo: list[tuple[ImageInput, str]] = []
+    todo: list[SegmentItem] = []
     first_with: dict[str, ImageInput] = {}
     for inp in inputs:
         try:
@@ -159,57 +163,47 @@ def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLik
             continue
         done.add(image_id)
         first_with[image_id] = inp
-        todo.append((inp, image_id))
-    if not todo and not errors and out_csv.is_file():
-        return 0, skipped, 0
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not out_csv.is_file() or out_csv.stat().st_size == 0
-    with open(out_csv, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        if new:
-            w.writeheader()
-        bar = tqdm(total=len(todo), desc="segment", disable=not progress)
-        for start in range(0, len(todo), batch_size):
-            batch = []
-            for inp, image_id in todo[start : start + batch_size]:
-                try:
-                    batch.append((inp, image_id, read_image(inp.path)))
-                except (CxrkitError, OSError, ValueError) as exc:
-                    fail(inp.path, exc)
+        todo.append(SegmentItem(inp, image_id))
+    written = 0
+    if todo:
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        new = not out_csv.is_file() or out_csv.stat().st_size == 0
+        job = SegmentJob(model, qc, style.column, masks_dir, precision)
+        with open(out_csv, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+            if new:
+                w.writeheader()
+                f.flush()
+            bar = tqdm(total=len(todo), desc="segment", disable=not progress)
+
+            def emit(item: SegmentItem, result) -> None:
+                nonlocal written
+                if isinstance(result, Failure):
+                    fail(item.path, result.message)
+                else:
+                    w.writerow(result)
+                    f.flush()  # a row is on disk once written: a killed run resumes after it
+                    written += 1
+                bar.update(1)
+
             try:
-                points = predict_landmarks(model, [x.pixels for _, _, x in batch]) if batch else []
-            except (CxrkitError, ValueError):  # one odd image must not sink the batch: retry one by one
-                points = [None] * len(batch)
-            for (inp, image_id, xray), pts in zip(batch, points):
-                try:
-                    if pts is None:
-                        pts = predict_landmarks(model, [xray.pixels])[0]
-                    row = segmentation_row(image_id, pts, xray.height, xray.width, xray.pixels, qc,
-                                           id_column=style.column)
-                except (CxrkitError, OSError, ValueError) as exc:
-                    fail(inp.path, exc)
-                    continue
-                w.writerow(row)
-                written += 1
-                if masks_dir is not None:
-                    _write_masks(row, style.column, masks_dir)
-            f.flush()
-            bar.update(min(batch_size, len(todo) - start))
-        bar.close()
+                run_pipeline(job, todo, emit, workers=_workers_for(workers, len(todo)), batch_size=batch_size)
+            finally:
+                bar.close()
     err_path = out_csv.with_suffix(".errors.csv")
     if errors:
         from cxrkit.io.atomic import write_records_csv
 
         write_records_csv(err_path, [{"image": p, "error": e} for p, e in errors])
-    elif err_path.is_file():  # an earlier run's failures are fixed
+    elif err_path.is_file() and todo:  # an earlier run's failures are fixed
         err_path.unlink()
     return written, skipped, len(errors)
 
 
-def _write_masks(row: dict[str, str], id_column: str, masks_dir: str | os.PathLike) -> None:
-    from cxrkit.data.chexmask import CheXmaskRecord, write_masks
+def _workers_for(workers: int | None, n_items: int) -> int:
+    """Worker processes for ``n_items`` images: as asked, but none for a handful of images (starting processes
+    costs more than it saves)."""
+    from cxrkit.engine import default_workers
 
-    rec = CheXmaskRecord(image_id=row[id_column], landmarks=row["Landmarks"], right_lung=row["Right Lung"],
-                         left_lung=row["Left Lung"], heart=row["Heart"], height=int(row["Height"]),
-                         width=int(row["Width"]))
-    write_masks(rec, masks_dir)
+    n = default_workers() if workers is None else workers
+    return 0 if n_items < 4 else min(n, n_items)

@@ -64,7 +64,7 @@ class RegNet(CxrModule):
         if moving.shape[0] == 1 and fixed.shape[0] > 1:
             moving = moving.expand(fixed.shape[0], *moving.shape[1:])
         h = self.encoder(torch.cat([moving, fixed], 1)).mean(dim=(2, 3))
-        theta = torch.eye(2, 3, dtype=h.dtype) + self.affine_head(h).view(-1, 2, 3) * 0.1
+        theta = torch.eye(2, 3, dtype=h.dtype, device=h.device) + self.affine_head(h).view(-1, 2, 3) * 0.1
         t = Transform(theta)
         if not deformable:
             return t

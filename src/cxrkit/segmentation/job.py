@@ -1,0 +1,125 @@
+"""``cxrkit segment`` as an engine job (:mod:`cxrkit.engine`): decode in workers, landmarks (and RCA) batched on
+the device, masks at the original size + RLE + the CheXmask row in workers.
+
+Worker side (:class:`SegmentWork`, settings only): ``prepare`` reads the image and gives the uint8 model-input
+square (the card's geometry, :func:`cxrkit.models.preprocess.square_input`) and, for quality control, the
+image in RCA's square space; ``finish`` maps the landmarks back to the original pixels, fills the three
+structures at the original size, RLE-encodes them and builds the row (CheXmask's layout; the Dice RCA columns
+from the batched registration's Dice table). Model side (:class:`SegmentJob`): the landmark model and, with
+quality control, :meth:`cxrkit.qc.rca.RcaEstimator.score_batch` on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cxrkit.io.inputs import ImageInput
+
+
+@dataclass(frozen=True)
+class SegmentItem:
+    """One image to segment: where it is and the ID its row gets (``--id-style``)."""
+
+    input: ImageInput
+    image_id: str
+
+    @property
+    def path(self):
+        return self.input.path
+
+
+@dataclass(frozen=True)
+class SegmentWork:
+    """Worker side of :class:`SegmentJob` (picklable settings)."""
+
+    input_size: int
+    per_image: bool
+    id_column: str = "ImageID"
+    qc_image_size: int | None = None  # RCA's image side (None: no quality control)
+    masks_dir: str | None = None
+
+    def prepare(self, item: SegmentItem) -> tuple[dict, np.ndarray]:
+        from cxrkit.io.geometry import SquareResize
+        from cxrkit.io.images import read_image, to_uint8
+        from cxrkit.models.preprocess import square_input
+
+        xray = read_image(item.path)
+        img8 = to_uint8(xray.pixels)
+        square, stats, geom = square_input(img8, self.input_size, self.per_image)
+        meta = {"height": geom.height, "width": geom.width, "stats": stats}
+        if self.qc_image_size:
+            meta["qc_image"] = SquareResize(geom.height, geom.width, self.qc_image_size).image_to_square(img8)
+        return meta, square
+
+    def finish(self, item: SegmentItem, meta: dict, output: dict) -> dict[str, str]:
+        from cxrkit.io.geometry import SquareResize
+        from cxrkit.segmentation.infer import chexmask_row, snap_landmarks
+
+        h, w = meta["height"], meta["width"]
+        points = SquareResize(h, w, self.input_size).points_to_original(output["landmarks"])
+        pts, masks = snap_landmarks(points, h, w)
+        estimate = None
+        if output.get("rca") is not None:
+            from cxrkit.qc.rca import summarize
+
+            estimate = summarize(output["rca"], output.get("calibration"))
+        row = chexmask_row(item.image_id, pts, masks, h, w, estimate, id_column=self.id_column)
+        if self.masks_dir is not None:
+            from cxrkit.data.chexmask import write_mask_arrays
+
+            write_mask_arrays(masks, item.image_id, self.masks_dir)
+        return row
+
+
+class SegmentJob:
+    """The landmark model (and an optional :class:`cxrkit.qc.rca.RcaEstimator`) on their device."""
+
+    def __init__(self, model, qc=None, id_column: str = "ImageID", masks_dir: str | None = None,
+                 precision: str = "fp32") -> None:
+        card = model.card
+        from cxrkit.models.device import resolve_precision
+
+        self.model = model
+        self.qc = qc
+        self.precision = resolve_precision(precision, card, next(model.parameters()).device)
+        self.work = SegmentWork(card.input_size, card.normalization.per_image, id_column,
+                                None if qc is None else qc.image_size, None if masks_dir is None else str(masks_dir))
+
+    def forward(self, inputs: list[np.ndarray], metas: list[dict]) -> list[Any]:
+        import torch
+
+        from cxrkit.models.preprocess import finish_input
+
+        card = self.model.card
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(np.stack([finish_input(sq, m["stats"], card) for sq, m in zip(inputs, metas)]))
+        with torch.inference_mode(), autocast(device, self.precision):
+            pts = self.model(x.to(device))["landmarks"].float().cpu().numpy() * card.input_size
+        outputs: list[dict] = [{"landmarks": p} for p in pts]
+        if self.qc is not None:
+            from cxrkit.io.landmarks import organ_masks
+            from cxrkit.qc.reference import STRUCTURES
+
+            m = self.qc.mask_size
+            masks = np.stack([np.stack([organ_masks(p * (m / card.input_size), m, m)[s] for s in STRUCTURES])
+                              for p in pts])
+            images = np.stack([meta["qc_image"] for meta in metas])
+            tables = self.qc.score_batch(images, masks)
+            for out, table in zip(outputs, tables):
+                out["rca"] = table
+                out["calibration"] = self.qc.calibration
+        return outputs
+
+
+def autocast(device, precision: str):
+    """``torch.autocast`` for ``precision`` ``bf16`` on ``device``, a no-op context for ``fp32``."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
