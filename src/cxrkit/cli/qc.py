@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrkit.cli.options import nonneg_float, positive_float, positive_int
+from cxrkit.cli.options import add_device_options, nonneg_float, positive_float, positive_int
 
 
 def add_rca_options(p: argparse.ArgumentParser) -> None:
@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotated", metavar="CSV", help="also write the scored SEG.csv rows with the Dice RCA columns "
                    "filled and per-structure columns appended (input for cxrkit chexmask filter --structure-threshold)")
     add_rca_options(p)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images registered at once (default 8)")
+    add_device_options(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_qc)
 
@@ -89,14 +91,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _qc(args: argparse.Namespace) -> int:
     from cxrkit.io.inputs import collect_images
     from cxrkit.io.outputs import check_out_file
+    from cxrkit.models.device import resolve_device
     from cxrkit.qc.files import qc_files, write_qc_csv
 
     check_out_file(args.out)
     if args.annotated:
         check_out_file(args.annotated, "--annotated")
     _root, inputs = collect_images(args.images)
-    estimator = build_estimator(args)
-    rows = qc_files(estimator, inputs, args.masks_from, progress=not args.quiet, annotated=args.annotated)
+    estimator = build_estimator(args, device=resolve_device(args.device))
+    rows = qc_files(estimator, inputs, args.masks_from, progress=not args.quiet, annotated=args.annotated,
+                    workers=args.workers, batch_size=args.batch_size)
     write_qc_csv(rows, args.out)
     bad = sum(1 for r in rows if r["error"])
     sys.stdout.write(f"{args.out}: {len(rows)} images, {bad} with an error "

@@ -97,6 +97,8 @@ def _describe(exc: BaseException, item: Any) -> str:
 def _init_worker() -> None:
     """Worker processes: leave Ctrl-C to the parent (it stops them), one thread per library."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # read by torch/numpy on import
+        os.environ[var] = "1"
     try:
         import cv2
 

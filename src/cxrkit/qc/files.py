@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -67,37 +68,97 @@ def masks_in_image_frame(record, image: np.ndarray) -> tuple[np.ndarray, dict[st
                       f"{image.shape[1]}x{image.shape[0]} (expected the image's size or a square CheXmask space)")
 
 
+@dataclass(frozen=True)
+class QcItem:
+    """One image to score and its SEG.csv record (None: no row, a failure)."""
+
+    input: ImageInput
+    record: object | None
+    seg_csv: str
+    looked_for: str
+
+    @property
+    def path(self):
+        return self.input.path
+
+
+@dataclass(frozen=True)
+class QcWork:
+    """Worker side of :class:`QcJob`: the image and its masks in RCA's square space."""
+
+    image_size: int
+    mask_size: int
+
+    def prepare(self, item: QcItem) -> tuple[None, tuple[np.ndarray, np.ndarray]]:
+        from cxrkit.io.images import read_image, to_uint8
+        from cxrkit.qc.reference import STRUCTURES, to_square
+
+        if item.record is None:
+            raise InputError(f"{item.seg_csv}: no row with {item.looked_for} (image {item.path})")
+        image, masks = masks_in_image_frame(item.record, read_image(item.path).pixels)
+        qi = to_square(to_uint8(image), self.image_size)
+        qm = np.stack([to_square(masks[s], self.mask_size, mask=True) for s in STRUCTURES])
+        return None, (qi, qm)
+
+    def finish(self, item: QcItem, meta: None, output: tuple) -> dict[str, object]:
+        from cxrkit.qc.rca import summarize
+
+        table, calibration = output
+        return {k: round(v, 6) if isinstance(v, float) else v
+                for k, v in summarize(table, calibration).columns().items()}
+
+
+class QcJob:
+    """RCA on the estimator's device, a batch of images against all references at once."""
+
+    def __init__(self, estimator: RcaEstimator) -> None:
+        self.estimator = estimator
+        self.work = QcWork(estimator.image_size, estimator.mask_size)
+
+    def forward(self, inputs: list, metas: list) -> list:
+        tables = self.estimator.score_batch(np.stack([x for x, _ in inputs]), np.stack([m for _, m in inputs]))
+        return [(t, self.estimator.calibration) for t in tables]
+
+
 def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str | os.PathLike,
-             progress: bool = True, annotated: str | os.PathLike | None = None) -> list[dict[str, object]]:
+             progress: bool = True, annotated: str | os.PathLike | None = None, workers: int | None = None,
+             batch_size: int = 8) -> list[dict[str, object]]:
     """One dict per image: ``ImageID`` (its identity), the :data:`QC_COLUMNS` and ``error`` (empty when fine).
 
-    With ``annotated``, also write (atomically) the SEG.csv rows of the images that were scored, in
-    CheXmask's layout with the two Dice RCA columns filled and the per-structure ones appended: a file
-    ``cxrkit chexmask filter --structure-threshold`` works on.
+    Runs on the engine (:mod:`cxrkit.engine`): images and masks prepared in ``workers`` processes, the
+    registration ``batch_size`` images at a time on the estimator's device. With ``annotated``, also write
+    (atomically) the SEG.csv rows of the images that were scored, in CheXmask's layout with the two Dice RCA
+    columns filled and the per-structure ones appended: a file ``cxrkit chexmask filter --structure-threshold``
+    works on.
     """
     from tqdm.auto import tqdm
 
-    from cxrkit.io.images import read_image
-
     from cxrkit.data.chexmask import read_columns
     from cxrkit.data.id_styles import candidate_ids
+    from cxrkit.engine import Failure, run_pipeline
+    from cxrkit.segmentation.infer import _workers_for
 
     column = read_columns(seg_csv).id_name
     rows = match_rows(seg_csv, inputs)
+    items = [QcItem(inp, rows.get(inp.id), str(seg_csv),
+                    f"{column} " + " or ".join(repr(c) for c in candidate_ids(inp, column))) for inp in inputs]
     out: list[dict[str, object]] = []
-    for inp in tqdm(list(inputs), desc="RCA", disable=not progress):
-        row: dict[str, object] = {"ImageID": inp.id, **{c: "" for c in QC_COLUMNS}, "error": ""}
-        try:
-            if inp.id not in rows:
-                looked = " or ".join(repr(c) for c in candidate_ids(inp, column))
-                raise InputError(f"{seg_csv}: no row with {column} {looked} (image {inp.path})")
-            image, masks = masks_in_image_frame(rows[inp.id], read_image(inp.path).pixels)
-            row.update({k: round(v, 6) if isinstance(v, float) else v
-                        for k, v in estimator.estimate(image, masks).columns().items()})
-        except (CxrkitError, OSError, ValueError) as exc:
-            row["error"] = one_line(exc, inp.path)
-            log.error("%s", row["error"])
+    bar = tqdm(total=len(items), desc="RCA", disable=not progress)
+
+    def emit(item: QcItem, result) -> None:
+        row: dict[str, object] = {"ImageID": item.input.id, **{c: "" for c in QC_COLUMNS}, "error": ""}
+        if isinstance(result, Failure):
+            row["error"] = result.message
+            log.error("%s", result.message)
+        else:
+            row.update(result)
         out.append(row)
+        bar.update(1)
+
+    try:
+        run_pipeline(QcJob(estimator), items, emit, workers=_workers_for(workers, len(items)), batch_size=batch_size)
+    finally:
+        bar.close()
     if annotated is not None:
         write_annotated(out, rows, annotated)
     return out
