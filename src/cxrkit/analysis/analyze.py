@@ -42,15 +42,13 @@ import base64
 import html
 import json
 import logging
-import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError, InputError, UsageError, one_line
+from cxrkit.errors import CxrkitError, InputError, UsageError
 from cxrkit.io.inputs import ImageInput
 
 log = logging.getLogger(__name__)
@@ -86,58 +84,30 @@ class Analyzer:
         self.qc = qc
         self.qc_note = qc_note or ("" if qc is not None else "quality control not run")
 
+    def job(self, *, heatmaps: bool = False, out_dir: str | os.PathLike | None = None, preview: bool = False,
+            html: bool = True, precision: str = "auto"):
+        """This analyzer's models as an engine job (:class:`cxrkit.analysis.job.AnalyzeJob`)."""
+        from cxrkit.analysis.job import AnalyzeJob
+
+        return AnalyzeJob(self.segmenter, self.classifier, self.qc, self.qc_note, heatmaps=heatmaps,
+                          out_dir=out_dir, preview=preview, html=html, precision=precision)
+
     def analyze(self, pixels: np.ndarray, name: str, spacing: tuple[float, float] | None = None, *,
                 heatmaps: bool = False, overlays: bool = True) -> tuple[dict, dict | None]:
-        """(analysis JSON, overlays {"segmentation", "heatmap"} as BGR arrays) of one image (H, W).
+        """(analysis JSON, overlays {"segmentation", "heatmap"} as BGR arrays) of one image (H, W), in this
+        process: the same job halves the engine runs.
 
-        ``heatmaps``: also put each finding's heatmap into the JSON (the optional ``heatmaps`` object of
-        schema 1.1, see the module docstring). ``overlays=False``: skip drawing them (None is returned in
-        their place), for callers that only need the JSON (the service, batch jobs).
+        ``heatmaps``: also put each finding's heatmap into the JSON (the optional ``heatmaps`` object, see the
+        module docstring). ``overlays=False``: skip drawing them (None is returned in their place), for callers
+        that only need the JSON (the service, batch jobs).
         """
-        from cxrkit.anatomy.measure import measure_masks
-        from cxrkit.classification.predict import overlay, predict_images
-        from cxrkit.data.chexmask import render_overlay
-        from cxrkit.io.images import to_uint8
-        from cxrkit.segmentation.infer import chexmask_row, predict_landmarks, snap_landmarks
+        from cxrkit.analysis.job import AnalyzeItem
 
-        if pixels.ndim != 2:
-            raise CxrkitError(f"{name}: expected a 2-D grayscale image, got shape {pixels.shape}")
-        h, w = pixels.shape
-        pred = predict_images(self.classifier, [pixels], [name])[0] if self.classifier is not None else None
-        ipts, masks = snap_landmarks(predict_landmarks(self.segmenter, [pixels])[0], h, w)
-        row = chexmask_row(name, ipts, masks, h, w)
-        predicted = pred.to_json() if pred is not None else {"probabilities": {}, "boxes": []}
-        m = measure_masks(masks["right_lung"], masks["left_lung"], masks["heart"], spacing)
-        doc = {
-            "schema_version": SCHEMA_VERSION, "image": name, "width": int(w), "height": int(h),
-            "pixel_spacing_mm": list(spacing) if spacing else None,
-            "classifier": card_summary(self.classifier.card) if self.classifier is not None else None,
-            "probabilities": predicted["probabilities"], "boxes": predicted["boxes"],
-            "segmentation": {"model": self.segmenter.card.name,
-                             "provenance": self.segmenter.card.provenance.to_dict(), "landmarks": ipts.tolist(),
-                             "masks": {"right_lung": row["Right Lung"], "left_lung": row["Left Lung"],
-                                       "heart": row["Heart"]}},
-            "qc": None,
-            "measurements": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(m).items()
-                             if v is not None},
-        }
-        if self.qc is not None:
-            est = self.qc.estimate(pixels, masks)
-            doc["qc"] = {"dice_rca_mean": round(est.mean, 6), "dice_rca_max": round(est.max, 6),
-                         "dice_rca_calibrated": None if est.calibrated is None else round(est.calibrated["all"], 6),
-                         "per_structure": {s: {"mean": round(est.per_structure_mean[s], 6),
-                                               "max": round(est.per_structure_max[s], 6),
-                                               "calibrated": None if est.calibrated is None else round(est.calibrated[s], 6)}
-                                           for s in est.per_structure_mean}}
-        else:
-            doc["qc_note"] = self.qc_note
-        if heatmaps and pred is not None:
-            doc["heatmaps"] = encode_heatmaps(pred.heatmaps, list(self.classifier.card.labels))
-        if not overlays:
-            return doc, None
-        gray8 = to_uint8(pixels)
-        return doc, {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
-                     "heatmap": overlay(gray8, pred) if pred is not None else None}
+        job = self.job(heatmaps=heatmaps, html=overlays)
+        item = AnalyzeItem(None, name, pixels=pixels, spacing=spacing)
+        meta, inputs = job.work.prepare(item)
+        (output,) = job.forward([inputs], [meta])
+        return job.work.document(item, meta, output)
 
 
 def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = HEATMAP_SIDE) -> dict:
@@ -265,43 +235,46 @@ table{{border-collapse:collapse;font-size:13px}} td{{padding:2px 6px;border-bott
 
 
 def analyze_files(analyzer: Analyzer, inputs: Sequence[ImageInput], out: str | os.PathLike,
-                  progress: bool = True, *, heatmaps: bool = False, preview: bool = False) -> list[tuple[str, str]]:
+                  progress: bool = True, *, heatmaps: bool = False, preview: bool = False,
+                  workers: int | None = None, batch_size: int = 8, precision: str = "auto") -> list[tuple[str, str]]:
     """Write ``<stem>.json`` and ``<stem>.html`` per image into ``out``, mirroring the input tree
     (``OUT/<relative folder>/<stem>.json``, stems by :func:`cxrkit.io.inputs.output_stems`); returns the
     (path, error) failures. An existing output of another image (its JSON names another ``image``) is never
-    overwritten: that input fails instead.
+    overwritten: that input fails instead. Runs on the engine: decoding and post-processing (masks, RLE,
+    heatmaps, boxes, HTML) in ``workers`` processes, the models ``batch_size`` images at a time on their device.
 
     ``heatmaps``: include the optional ``heatmaps`` object in each JSON. ``preview``: also write
     ``<stem>.preview.png`` (see :func:`preview_png`), the image browse mode shows.
     """
     from tqdm.auto import tqdm
 
-    from cxrkit.io.atomic import write_bytes, write_text
-    from cxrkit.io.images import read_image
+    from cxrkit.analysis.job import AnalyzeItem
+    from cxrkit.engine import Failure, run_pipeline
     from cxrkit.io.inputs import output_stems
+    from cxrkit.segmentation.infer import _workers_for
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stems = output_stems([i.id for i in inputs])
-    failures = []
-    for inp in tqdm(list(inputs), desc="analyze", disable=not progress):
-        try:
-            base = out / stems[inp.id]
-            _refuse_foreign(base.with_name(base.name + ".json"), inp.id)
-            xray = read_image(inp.path)
-            doc, overlays = analyzer.analyze(xray.pixels, inp.id, xray.spacing, heatmaps=heatmaps)
-            if preview:
-                write_bytes(base.with_name(base.name + PREVIEW_SUFFIX), preview_png(xray.pixels))
-            write_text(base.with_name(base.name + ".json"), json.dumps(doc, indent=1) + "\n")
-            write_text(base.with_name(base.name + ".html"), render_html(doc, overlays))
-        except (CxrkitError, OSError, ValueError) as exc:
-            msg = one_line(exc, inp.path)
-            log.error("%s", msg)
-            failures.append((str(inp.path), msg))
+    items = [AnalyzeItem(i.path, i.id, stems[i.id]) for i in inputs]
+    failures: list[tuple[str, str]] = []
+    bar = tqdm(total=len(items), desc="analyze", disable=not progress)
+
+    def emit(item: AnalyzeItem, result) -> None:
+        if isinstance(result, Failure):
+            log.error("%s", result.message)
+            failures.append((str(item.path), result.message))
+        bar.update(1)
+
+    try:
+        run_pipeline(analyzer.job(heatmaps=heatmaps, out_dir=out, preview=preview, precision=precision), items, emit,
+                     workers=_workers_for(workers, len(items)), batch_size=batch_size)
+    finally:
+        bar.close()
     return failures
 
 
-def _refuse_foreign(json_path: Path, image_id: str) -> None:
+def refuse_foreign(json_path: Path, image_id: str) -> None:
     """An output JSON already there for another image (an earlier run over another input root) is kept."""
     if not json_path.is_file():
         return

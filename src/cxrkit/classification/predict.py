@@ -54,7 +54,53 @@ def _thresholds(card) -> tuple[float, ...]:
     return card.thresholds if card.thresholds is not None else tuple(0.5 for _ in card.labels)
 
 
-@torch.inference_mode()
+def classify_batch(model, x: torch.Tensor, heatmap_method: str = "cam", precision: str = "fp32"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The model half of prediction: probabilities (N, K) and class maps (N, K, h, w) at the feature
+    resolution (CAM: raw per-location class scores; Grad-CAM: ReLU'd), for a normalized batch ``x`` on the
+    model's device, in ``precision`` (``fp32`` or ``bf16``)."""
+    device = next(model.parameters()).device
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if heatmap_method == "gradcam":
+            probs, maps = compute_heatmaps(model, x.clone(), heatmap_method)
+        else:
+            with torch.inference_mode():
+                probs, maps = compute_heatmaps(model, x, heatmap_method, clip=False)
+    return probs.float().cpu().numpy(), maps.float().cpu().numpy()
+
+
+def prediction_from_maps(card, name: str, geom, probs: np.ndarray, maps: np.ndarray, heatmap_method: str = "cam",
+                         box_method: str = "paper", box_policy: str = "positive", keep_heatmaps: bool = True,
+                         max_boxes: int = 3) -> Prediction:
+    """The post-processing half: one image's probabilities (K,) and feature-resolution maps (K, h, w) -> a
+    :class:`Prediction` with heatmaps at the original resolution (``geom``, a :class:`~cxrkit.io.geometry.
+    SquareResize`) and boxes in original pixels. ``box_policy``: ``positive`` gives boxes only for findings at or
+    above the card's threshold (0.5 when the card has none); ``all`` gives the best boxes of every finding. At
+    most ``max_boxes`` per finding, best score first; each box's ``score`` is the finding's probability times the
+    box's heatmap score."""
+    if box_policy not in BOX_POLICIES:
+        raise UsageError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
+    raw = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
+    maps_np = upsample(raw, card.input_size)[0].numpy()  # raw: for display
+    box_maps = maps_np if heatmap_method == "gradcam" else upsample(torch.relu(raw), card.input_size)[0].numpy()
+    full = np.stack([geom.map_to_original(m) for m in maps_np])
+    box_full = full if box_maps is maps_np else np.stack([geom.map_to_original(m) for m in box_maps])
+    thr = _thresholds(card)
+    boxes = []
+    for k, finding in enumerate(card.labels):
+        p = float(probs[k])
+        if box_policy == "positive" and p < thr[k]:
+            continue
+        found = sorted(heatmap_to_boxes(box_full[k], method=box_method), key=lambda b: -b.score)[:max_boxes]
+        boxes.extend({"finding": finding, "x": float(b.x), "y": float(b.y), "w": float(b.w), "h": float(b.h),
+                      "score": float(p * b.score)} for b in found)
+    return Prediction(image=name, width=geom.width, height=geom.height, model=card.name,
+                      probabilities={f: float(probs[k]) for k, f in enumerate(card.labels)},
+                      boxes=boxes, heatmaps=full if keep_heatmaps else None,
+                      box_heatmaps=None if box_full is full or not keep_heatmaps else box_full)
+
+
 def predict_images(
     model,
     images: Sequence[np.ndarray],
@@ -63,52 +109,22 @@ def predict_images(
     box_method: str = "paper",
     box_policy: str = "positive",
     keep_heatmaps: bool = True,
-    bf16: bool = True,
+    precision: str = "auto",
     max_boxes: int = 3,
 ) -> list[Prediction]:
-    """Run ``model`` (a cxrkit classifier) on grayscale ``images``.
-
-    ``box_policy``: ``positive`` gives boxes only for findings at or above the card's threshold (0.5 when
-    the card has none); ``all`` gives the best boxes of every finding. At most ``max_boxes`` per finding,
-    best score first; each box's ``score`` is the finding's probability times the box's heatmap score.
+    """Run ``model`` (a cxrkit classifier) on grayscale ``images`` (any size and dtype): :func:`classify_batch`
+    then :func:`prediction_from_maps` per image, in this process (the engine runs the same two halves with the
+    second in worker processes). ``precision``: ``auto`` (the card's measured-safe default), ``fp32`` or ``bf16``.
     """
-    if box_policy not in BOX_POLICIES:
-        raise UsageError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
+    from cxrkit.models.device import resolve_precision
+
     card = model.card
     names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
     x, geoms = model.preprocess(images)
-    device = next(model.parameters()).device
-    x = x.to(device).contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        if heatmap_method == "gradcam":
-            with torch.inference_mode(False):
-                probs, maps = compute_heatmaps(model, x.clone(), heatmap_method)
-        else:
-            probs, maps = compute_heatmaps(model, x, heatmap_method, clip=False)
-    probs = probs.float().cpu().numpy()
-    maps_np = upsample(maps, card.input_size).cpu().numpy()  # raw: for display
-    box_maps = maps_np if heatmap_method == "gradcam" else upsample(torch.relu(maps), card.input_size).cpu().numpy()
-    thr = _thresholds(card)
-    out = []
-    for i, (name, geom) in enumerate(zip(names, geoms)):
-        full = np.stack([geom.map_to_original(m) for m in maps_np[i]])
-        box_full = full if box_maps is maps_np else None
-        boxes = []
-        for k, finding in enumerate(card.labels):
-            p = float(probs[i, k])
-            if box_policy == "positive" and p < thr[k]:
-                continue
-            found = heatmap_to_boxes(box_full[k] if box_full is not None else geom.map_to_original(box_maps[i, k]),
-                                     method=box_method)
-            found = sorted(found, key=lambda b: -b.score)[:max_boxes]
-            boxes.extend({"finding": finding, "x": float(b.x), "y": float(b.y), "w": float(b.w), "h": float(b.h),
-                          "score": float(p * b.score)} for b in found)
-        out.append(Prediction(image=name, width=geom.width, height=geom.height, model=card.name,
-                              probabilities={f: float(probs[i, k]) for k, f in enumerate(card.labels)},
-                              boxes=boxes, heatmaps=full if keep_heatmaps else None,
-                              box_heatmaps=None if box_full is not None or not keep_heatmaps
-                              else np.stack([geom.map_to_original(m) for m in box_maps[i]])))
-    return out
+    prec = resolve_precision(precision, card, next(model.parameters()).device)
+    probs, maps = classify_batch(model, x, heatmap_method, prec)
+    return [prediction_from_maps(card, name, geom, probs[i], maps[i], heatmap_method, box_method, box_policy,
+                                 keep_heatmaps, max_boxes) for i, (name, geom) in enumerate(zip(names, geoms))]
 
 
 def overlay(gray: np.ndarray, pred: Prediction, finding: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrkit.cli.options import add_device_options, add_model_option
+from cxrkit.cli.options import add_device_options, add_model_option, add_precision_option, model_device, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="put each finding's heatmap into the JSON (low-resolution 8-bit PNG; schema `heatmaps`)")
     p.add_argument("--no-preview", action="store_true",
                    help="do not write <stem>.preview.png (the downscaled 8-bit image browse mode shows)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     add_device_options(p)
+    add_precision_option(p, "each")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_analyze)
 
@@ -47,11 +49,12 @@ def _analyze(args: argparse.Namespace) -> int:
     with output_dir(args.out) as out:
         qc, note = None, "quality control skipped (--no-qc)"
         if not args.no_qc:
-            qc, note = optional_estimator(**rca_kwargs(args))
+            qc, note = optional_estimator(**rca_kwargs(args), device=model_device(segmenter))
             if qc is None:
                 sys.stderr.write(note.splitlines()[0][:200] + "\n")
         analyzer = Analyzer(classifier, segmenter, qc, note)
         failures = analyze_files(analyzer, inputs, out, progress=not args.quiet, heatmaps=args.heatmaps,
-                                 preview=not args.no_preview)
+                                 preview=not args.no_preview, workers=args.workers, batch_size=args.batch_size,
+                                 precision=args.precision)
     sys.stdout.write(f"{args.out}: {len(inputs) - len(failures)} analyzed, {len(failures)} failed\n")
     return 1 if failures else 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
-from cxrkit.cli.options import add_device_options, positive_int
+from cxrkit.cli.options import add_device_options, add_precision_option, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box-method", choices=("paper", "adaptive"), default="paper")
     p.add_argument("--all-boxes", action="store_true", help="boxes for every finding, not only those above threshold")
     p.add_argument("--save-heatmaps", action="store_true", help="also write <stem>_heatmaps.npz (float16, original size)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     add_device_options(p)
+    add_precision_option(p, "classification")
     p.set_defaults(func=_predict)
 
     ps = sub.add_parser("predict-split", help="probabilities for every image of the official test list as a CSV "
@@ -52,42 +53,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from cxrkit.classification.predict import overlay, predict_images
-    from cxrkit.errors import CxrkitError, one_line
-    from cxrkit.io.atomic import write_bytes, write_text
-    from cxrkit.io.images import read_image
+    from cxrkit.classification.job import PredictItem, PredictJob
+    from cxrkit.engine import Failure, run_pipeline
     from cxrkit.io.inputs import collect_images, output_stems
     from cxrkit.io.outputs import output_dir
     from cxrkit.models import load_model
-    from cxrkit.viz import save_png
+    from cxrkit.segmentation.infer import _workers_for
 
     _root, inputs = collect_images(args.images)
     model = load_model(args.model, task="classification", needs="logits", device=args.device)
     stems = output_stems([i.id for i in inputs])
+    items = [PredictItem(i.path, i.id, stems[i.id]) for i in inputs]
     failures: list[str] = []
     with output_dir(args.out) as out:
-        for inp in inputs:
-            base = out / stems[inp.id]
-            try:
-                xray = read_image(inp.path)
-                pred = predict_images(model, [xray.pixels], [inp.id], heatmap_method=args.heatmap,
-                                      box_method=args.box_method, box_policy="all" if args.all_boxes else "positive")[0]
-                write_text(base.with_name(base.name + ".json"), json.dumps(pred.to_json(), indent=2) + "\n")
-                save_png(base.with_name(base.name + "_overlay.png"), overlay(xray.pixels, pred))
-                if args.save_heatmaps:
-                    import io
+        job = PredictJob(model, heatmap_method=args.heatmap, box_method=args.box_method,
+                         box_policy="all" if args.all_boxes else "positive", out_dir=out,
+                         save_heatmaps=args.save_heatmaps, precision=args.precision)
 
-                    import numpy as np
+        def emit(item, result) -> None:
+            if isinstance(result, Failure):
+                failures.append(result.message)
+                log.error("%s", result.message)
+                return
+            top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+            sys.stdout.write(f"{item.image_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in top)
+                             + f"; {len(result['boxes'])} boxes\n")
 
-                    buf = io.BytesIO()
-                    np.savez_compressed(buf, heatmaps=pred.heatmaps.astype(np.float16), labels=np.array(model.card.labels))
-                    write_bytes(base.with_name(base.name + "_heatmaps.npz"), buf.getvalue())
-            except (CxrkitError, OSError, ValueError) as exc:
-                failures.append(one_line(exc, inp.path))
-                log.error("%s", failures[-1])
-                continue
-            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            sys.stdout.write(f"{inp.id}: " + ", ".join(f"{k} {v:.3f}" for k, v in top) + f"; {len(pred.boxes)} boxes\n")
+        run_pipeline(job, items, emit, workers=_workers_for(args.workers, len(items)), batch_size=args.batch_size)
     if failures:
         sys.stdout.write(f"{args.out}: {len(inputs) - len(failures)} predicted, {len(failures)} failed\n")
         return 1

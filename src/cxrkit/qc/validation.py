@@ -221,8 +221,8 @@ def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on:
                            estimator.reference.ids, sha, fitted_on)
 
 
-def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike) -> None:
-    """Estimated vs true Dice scatter, one panel per structure."""
+def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike, reference_set: str | None = None) -> None:
+    """Estimated vs true Dice scatter, one panel per structure (``reference_set`` names the set on the axis)."""
     from cxrkit.viz import pyplot, save_figure
 
     plt = pyplot()
@@ -242,7 +242,7 @@ def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike) -> None:
         ax.set_xlabel("true Dice (vs SCR)")
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
-    axes[0].set_ylabel(f"RCA estimate ({column})")
+    axes[0].set_ylabel(f"RCA estimate ({column}" + (f", {reference_set} set)" if reference_set else ")"))
     axes[0].legend(loc="upper left")
     fig.tight_layout()
     save_figure(fig, path)
@@ -271,8 +271,8 @@ def run_validation(jsrt: str | os.PathLike, estimators: Mapping[str, object], mo
         for m, est in by_method.items():  # a calibration fitted on these images (use one fitted on val for test)
             cal = fit_from_per_case(rows, m, est, f"JSRT {split} split, {rows['image'].nunique()} images")
             write_text(out / f"calibration_{ref}_{m}.json", cal.to_json() + "\n")
-            plot(rows, f"{m}_max", out / f"rca_vs_true_{ref}_{m}.png")
+            plot(rows, f"{m}_max", out / f"rca_vs_true_{ref}_{m}.png", ref)
             if f"{m}_calibrated" in rows.columns and rows[f"{m}_calibrated"].notna().any():
-                plot(rows, f"{m}_calibrated", out / f"rca_vs_true_{ref}_{m}_calibrated.png")
+                plot(rows, f"{m}_calibrated", out / f"rca_vs_true_{ref}_{m}_calibrated.png", ref)
     log.info("RCA validation written to %s", out)
     return summary
