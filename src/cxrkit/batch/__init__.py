@@ -78,7 +78,7 @@ class BatchResult:
 def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, spec: TaskSpec, engine: str = "local",
               shard_size: int = 256, path_column: str = "path", id_column: str | None = None,
               overwrite: bool = False, redo_errors: bool = False, max_shards: int | None = None,
-              ray_options=None, progress: bool = True, _crash_once: tuple[str, int] | None = None) -> BatchResult:
+              ray_options=None, progress: bool = True) -> BatchResult:
     """Run (or continue) the job ``spec`` over ``manifest`` into ``out/<task>/``.
 
     Args:
@@ -115,7 +115,7 @@ def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, sp
     else:
         from cxrkit.batch.ray_engine import RayOptions, run_ray
 
-        computed = run_ray(spec, manifest, plan, todo, task_dir, ray_options or RayOptions(), progress, _crash_once)
+        computed = run_ray(spec, manifest, plan, todo, task_dir, ray_options or RayOptions(), progress)
     counts = summarize(task_dir, plan)
     seconds = time.perf_counter() - t0
     complete = not counts["missing_shards"]

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,30 @@ from cxrkit.batch.tasks import TaskSpec, build_task
 from cxrkit.errors import CxrkitError, UsageError, require
 
 log = logging.getLogger(__name__)
+
+
+class ShardActor:
+    """Ray Data callable class: loads the task once, then computes and commits one shard per item (the engine
+    inside the actor's process, with ``spec.workers`` worker processes; 0 by default: Ray's actors are the
+    parallelism)."""
+
+    def __init__(self, spec: TaskSpec, task_dir: str) -> None:
+        self.task = build_task(spec)
+        self.task_dir = task_dir
+
+    def __call__(self, batch: dict) -> dict:
+        out: dict[str, list] = {"shard": [], "rows": [], "errors": [], "seconds": []}
+        for k, rows_json in zip(batch["shard"], batch["rows"]):
+            k = int(k)
+            self.before_shard(k)
+            rows = [ManifestRow(int(i), p, n) for i, p, n in json.loads(str(rows_json))]
+            info = compute_and_write(self.task, rows, k, self.task_dir, workers=self.task.spec.workers or 0)
+            for key, values in out.items():
+                values.append(info[key])
+        return out
+
+    def before_shard(self, k: int) -> None:
+        """Called before shard ``k`` is computed (a subclass may instrument it, e.g. to inject faults in tests)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,7 @@ class RayOptions:
         runtime_env: Ray runtime environment for the job (e.g. ``{"pip": ["cxrkit[ray]"]}``), when starting
             or connecting from this process.
         log_to_driver: show the workers' logs here.
+        actor: the Ray Data callable class (a :class:`ShardActor` subclass).
     """
 
     address: str | None = None
@@ -55,44 +79,13 @@ class RayOptions:
     num_gpus: float = 0.0
     runtime_env: dict | None = None
     log_to_driver: bool = False
+    actor: type = ShardActor
 
     def __post_init__(self) -> None:
         if self.actors < 1:
             raise UsageError(f"--ray-actors must be >= 1, got {self.actors}")
         if self.num_cpus < 0 or self.num_gpus < 0:
             raise UsageError("--ray-num-cpus and --ray-num-gpus must be >= 0")
-
-
-class ShardActor:
-    """Ray Data callable class: loads the task once, then computes and commits one shard per item."""
-
-    def __init__(self, spec: TaskSpec, task_dir: str, crash_once: tuple[str, int] | None = None) -> None:
-        self.task = build_task(spec)
-        self.task_dir = task_dir
-        self.crash_once = crash_once
-
-    def __call__(self, batch: dict) -> dict:
-        out: dict[str, list] = {"shard": [], "rows": [], "errors": [], "seconds": []}
-        for k, rows_json in zip(batch["shard"], batch["rows"]):
-            k = int(k)
-            self._maybe_crash(k)
-            rows = [ManifestRow(int(i), p, n) for i, p, n in json.loads(str(rows_json))]
-            info = compute_and_write(self.task, rows, k, self.task_dir)
-            for key, values in out.items():
-                values.append(info[key])
-        return out
-
-    def _maybe_crash(self, k: int) -> None:
-        # Test hook: kill this worker process (as an OOM killer or a lost node would) the first time it
-        # reaches shard `k`; the marker file makes it happen once across restarts.
-        if self.crash_once is None or k != self.crash_once[1]:
-            return
-        try:
-            with open(self.crash_once[0], "x"):
-                pass
-        except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _init(ray, opts: RayOptions) -> bool:
@@ -144,12 +137,8 @@ def _pool_kwargs(ray, opts: RayOptions) -> dict:
 
 
 def run_ray(spec: TaskSpec, manifest: Manifest, plan: ShardPlan, shards: Sequence[int], task_dir: str | os.PathLike,
-            opts: RayOptions, progress: bool = True, crash_once: tuple[str, int] | None = None) -> list[dict]:
-    """Compute and commit ``shards`` on Ray; returns each shard's summary (one per shard, retries folded).
-
-    ``crash_once=(marker_file, shard)`` is a test hook: the actor that first reaches ``shard`` kills its own
-    process.
-    """
+            opts: RayOptions, progress: bool = True) -> list[dict]:
+    """Compute and commit ``shards`` on Ray; returns each shard's summary (one per shard, retries folded)."""
     if not shards:
         return []
     ray = require("ray", "ray")
@@ -170,9 +159,8 @@ def run_ray(spec: TaskSpec, manifest: Manifest, plan: ShardPlan, shards: Sequenc
         params = inspect.signature(ray.data.from_items).parameters
         blocks = {"override_num_blocks": len(items)} if "override_num_blocks" in params else {"parallelism": len(items)}
         ds = ray.data.from_items(items, **blocks)
-        ds = ds.map_batches(ShardActor, batch_size=1, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus or None,
-                            fn_constructor_kwargs={"spec": spec, "task_dir": str(Path(task_dir).resolve()),
-                                                   "crash_once": crash_once},
+        ds = ds.map_batches(opts.actor, batch_size=1, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus or None,
+                            fn_constructor_kwargs={"spec": spec, "task_dir": str(Path(task_dir).resolve())},
                             **_pool_kwargs(ray, opts))
         total = sum(len(plan.rows_of(manifest, k)) for k in shards)
         with tqdm(total=total, desc=f"{spec.kind} (ray, {opts.actors} actors)", unit="img",

@@ -148,10 +148,12 @@ def process_shard(task, manifest: Manifest, plan: ShardPlan, k: int, task_dir: s
     return compute_and_write(task, plan.rows_of(manifest, k), k, task_dir)
 
 
-def compute_and_write(task, rows: Sequence[ManifestRow], k: int, task_dir: str | os.PathLike) -> dict:
-    """:func:`process_shard` for rows already sliced out (what a Ray actor receives)."""
+def compute_and_write(task, rows: Sequence[ManifestRow], k: int, task_dir: str | os.PathLike,
+                      workers: int | None = 0) -> dict:
+    """:func:`process_shard` for rows already sliced out (what a Ray actor receives); ``workers``: the engine's
+    worker processes inside this process (0: none)."""
     t = time.perf_counter()
-    result = task.run(rows)
+    result = task.run(rows, workers=workers)
     write_shard(shard_path(task_dir, k), result, task.schema)
     errors = sum(r["error"] is not None for r in result)
     return {"shard": k, "rows": len(result), "errors": errors, "seconds": time.perf_counter() - t}

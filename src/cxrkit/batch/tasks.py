@@ -17,12 +17,13 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cxrkit.batch.manifest import ManifestRow
-from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.errors import InputError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,12 @@ class TaskSpec:
         segmentation_model: landmark checkpoint for ``analyze`` (None: shipped ``hybridgnet``).
         qc: :func:`cxrkit.qc.rca.make_estimator` keyword arguments to fill the Dice RCA columns
             (``segment``) or the ``qc`` object (``analyze``); None: no quality control.
-        batch_size: images per forward pass (``segment`` and ``predict``).
-        device: ``cpu`` or ``cuda`` (``cuda:N``); preprocessing and post-processing stay on the CPU.
+        batch_size: images per forward pass.
+        device: ``auto``, ``cpu`` or ``cuda`` (``cuda:N``); preprocessing and post-processing stay on the CPU.
         threads: torch CPU threads in the process running the task (None: leave torch's default).
+        workers: engine worker processes for decoding and post-processing in each process running the task
+            (the local engine: None = all cores; a Ray actor: 0 = in the actor's process).
+        precision: ``auto`` (each model card's measured-safe default), ``fp32`` or ``bf16``.
     """
 
     kind: str
@@ -56,6 +60,8 @@ class TaskSpec:
     device: str = "cpu"
     threads: int | None = None
     box_policy: str = "positive"
+    workers: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -111,13 +117,33 @@ def schema(spec: TaskSpec):
     return pa.schema(base + cols + [("ctr", pa.float64()), ("dice_rca_mean", pa.float64()), ("analysis", pa.string())])
 
 
-def _message(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, CxrkitError) else text
+@dataclass(frozen=True)
+class ManifestWork:
+    """A job's worker side for manifest rows: an empty path is the row's error, the rest is the job's."""
+
+    inner: Any
+
+    def prepare(self, item):
+        if not str(item.path or "").strip() or str(item.path) == ".":
+            raise InputError("empty path in the manifest")
+        return self.inner.prepare(item)
+
+    def finish(self, item, meta, output):
+        return self.inner.finish(item, meta, output)
+
+
+class _ManifestJob:
+    def __init__(self, job) -> None:
+        self.job = job
+        self.work = ManifestWork(job.work)
+
+    def forward(self, inputs, metas):
+        return self.job.forward(inputs, metas)
 
 
 class BatchTask:
-    """Models loaded once; :meth:`run` turns manifest rows into result rows (dicts, schema order)."""
+    """Models loaded once; :meth:`run` turns manifest rows into result rows (dicts, schema order) on the engine,
+    and :meth:`items` / :meth:`row` let the local engine stream many shards through one pipeline."""
 
     def __init__(self, spec: TaskSpec) -> None:
         import torch
@@ -128,59 +154,49 @@ class BatchTask:
         self.schema = schema(spec)
         self.columns = list(self.schema.names)
         self._qc = None
-        if spec.qc is not None:
-            from cxrkit.qc.rca import make_estimator
-
-            self._qc = make_estimator(**spec.qc)
+        self.job = None
 
     def _load(self, spec: str | None, default: str | None, task: str, needs: str):
         from cxrkit.models import load_model
 
         return load_model(spec, default=default, task=task, needs=needs, device=self.spec.device)
 
-    def run(self, rows: Sequence[ManifestRow]) -> list[dict]:
-        """Result rows for ``rows`` in the same order; bad images become error rows."""
-        from cxrkit.io.images import read_image
+    def _estimator(self, model):
+        if self.spec.qc is None:
+            return None
+        from cxrkit.qc.rca import make_estimator
 
-        out: dict[int, dict] = {}
-        for start in range(0, len(rows), self.spec.batch_size):
-            good = []
-            for r in rows[start : start + self.spec.batch_size]:
-                try:
-                    if not r.path:
-                        raise CxrkitError("empty path in the manifest")
-                    good.append((r, read_image(r.path)))
-                except Exception as exc:  # noqa: BLE001 - a batch job must survive any one image
-                    out[r.row_index] = self._error_row(r, exc)
-            if not good:
-                continue
-            try:
-                results = self._compute(good)
-            except Exception:  # noqa: BLE001 - one odd image must not sink the batch: redo one by one
-                results = []
-                for item in good:
-                    try:
-                        results.append(self._compute([item])[0])
-                    except Exception as exc:  # noqa: BLE001 - becomes this image's error row
-                        results.append(exc)
-            for (r, _), res in zip(good, results):
-                out[r.row_index] = self._error_row(r, res) if isinstance(res, Exception) else self._row(r, res)
-        return [out[r.row_index] for r in rows]
+        return make_estimator(**self.spec.qc, device=next(model.parameters()).device)
 
-    def _row(self, r: ManifestRow, values: dict) -> dict:
+    def item(self, r: ManifestRow):
+        raise NotImplementedError
+
+    def values(self, result) -> dict:
+        raise NotImplementedError
+
+    def row(self, r: ManifestRow, result) -> dict:
+        """The result row of manifest row ``r`` from the engine's result (or :class:`~cxrkit.engine.Failure`)."""
+        from cxrkit.engine import Failure
+
         row = dict.fromkeys(self.columns)
-        row.update(values)
+        if isinstance(result, Failure):
+            log.error("row %d (%s): %s", r.row_index, r.image_id, result.message)
+            row.update(row_index=r.row_index, path=r.path, image_id=r.image_id, error=result.message)
+            return row
+        row.update(self.values(result))
         row.update(row_index=r.row_index, path=r.path, image_id=r.image_id, error=None)
         return row
 
-    def _error_row(self, r: ManifestRow, exc: BaseException) -> dict:
-        log.error("row %d (%s): %s", r.row_index, r.image_id, _message(exc))
-        row = dict.fromkeys(self.columns)
-        row.update(row_index=r.row_index, path=r.path, image_id=r.image_id, error=_message(exc) or type(exc).__name__)
-        return row
+    def run(self, rows: Sequence[ManifestRow], workers: int | None = 0) -> list[dict]:
+        """Result rows for ``rows`` in the same order; bad images become error rows."""
+        from cxrkit.engine import run_to_list
 
-    def _compute(self, items: list[tuple[ManifestRow, Any]]) -> list[dict]:
-        raise NotImplementedError
+        results = run_to_list(_ManifestJob(self.job), [self.item(r) for r in rows], workers=workers,
+                              batch_size=self.spec.batch_size)
+        return [self.row(r, res) for r, res in zip(rows, results)]
+
+    def manifest_job(self):
+        return _ManifestJob(self.job)
 
 
 class SegmentTask(BatchTask):
@@ -188,20 +204,23 @@ class SegmentTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        self.model = self._load(spec.model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
+        from cxrkit.segmentation.job import SegmentJob
 
-    def _compute(self, items):
-        from cxrkit.segmentation.infer import predict_landmarks, segmentation_row
+        model = self._load(spec.model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
+        self.job = SegmentJob(model, self._estimator(model), precision=spec.precision)
 
-        points = predict_landmarks(self.model, [x.pixels for _, x in items])
-        out = []
-        for (r, x), pts in zip(items, points):
-            row = segmentation_row(r.image_id, pts, x.height, x.width, x.pixels, self._qc)
-            for c in ("Dice RCA (Mean)", "Dice RCA (Max)"):
-                row[c] = float(row[c]) if row[c] != "" else None
-            row["Height"], row["Width"] = int(row["Height"]), int(row["Width"])
-            out.append(row)
-        return out
+    def item(self, r: ManifestRow):
+        from cxrkit.io.inputs import ImageInput
+        from cxrkit.segmentation.job import SegmentItem
+
+        return SegmentItem(ImageInput(Path(r.path), r.image_id), r.image_id)
+
+    def values(self, row: dict) -> dict:
+        row = dict(row)
+        for c in ("Dice RCA (Mean)", "Dice RCA (Max)"):
+            row[c] = float(row[c]) if row[c] != "" else None
+        row["Height"], row["Width"] = int(row["Height"]), int(row["Width"])
+        return row
 
 
 class PredictTask(BatchTask):
@@ -209,21 +228,20 @@ class PredictTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        self.model = self._load(spec.model, None, "classification", "logits")
+        from cxrkit.classification.job import PredictJob
 
-    def _compute(self, items):
-        from cxrkit.classification.predict import predict_images
+        self.job = PredictJob(self._load(spec.model, None, "classification", "logits"), box_policy=spec.box_policy,
+                              precision=spec.precision)
 
-        preds = predict_images(self.model, [x.pixels for _, x in items], [r.image_id for r, _ in items],
-                               box_policy=self.spec.box_policy, keep_heatmaps=False,
-                               bf16=True)
-        out = []
-        for p in preds:
-            doc = p.to_json()
-            row = {"width": p.width, "height": p.height, "boxes": json.dumps(doc["boxes"])}
-            row.update({f"prob_{k}": float(v) for k, v in doc["probabilities"].items()})
-            out.append(row)
-        return out
+    def item(self, r: ManifestRow):
+        from cxrkit.classification.job import PredictItem
+
+        return PredictItem(Path(r.path), r.image_id)
+
+    def values(self, doc: dict) -> dict:
+        row = {"width": doc["width"], "height": doc["height"], "boxes": json.dumps(doc["boxes"])}
+        row.update({f"prob_{k}": float(v) for k, v in doc["probabilities"].items()})
+        return row
 
 
 class AnalyzeTask(BatchTask):
@@ -232,23 +250,25 @@ class AnalyzeTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        from cxrkit.analysis.analyze import Analyzer
+        from cxrkit.analysis.job import AnalyzeJob
 
-        note = "" if self._qc is not None else "quality control not run (cxrkit batch without --qc)"
+        segmenter = self._load(spec.segmentation_model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
         classifier = self._load(spec.model, None, "classification", "logits") if spec.model else None
-        self.analyzer = Analyzer(classifier, self._load(spec.segmentation_model, DEFAULT_SEGMENTER, "segmentation",
-                                                        "landmarks"), self._qc, note)
+        qc = self._estimator(segmenter)
+        note = "" if qc is not None else "quality control not run (cxrkit batch without --qc)"
+        self.job = AnalyzeJob(segmenter, classifier, qc, note, html=False, precision=spec.precision)
 
-    def _compute(self, items):
-        out = []
-        for r, x in items:
-            doc, _ = self.analyzer.analyze(x.pixels, r.image_id, x.spacing, overlays=False)
-            qc = doc.get("qc") or {}
-            row = {"width": doc["width"], "height": doc["height"], "ctr": _float(doc["measurements"].get("ctr")),
-                   "dice_rca_mean": _float(qc.get("dice_rca_mean")), "analysis": json.dumps(doc)}
-            row.update({f"prob_{k}": float(v) for k, v in doc["probabilities"].items()})
-            out.append(row)
-        return out
+    def item(self, r: ManifestRow):
+        from cxrkit.analysis.job import AnalyzeItem
+
+        return AnalyzeItem(Path(r.path), r.image_id)
+
+    def values(self, doc: dict) -> dict:
+        qc = doc.get("qc") or {}
+        row = {"width": doc["width"], "height": doc["height"], "ctr": _float(doc["measurements"].get("ctr")),
+               "dice_rca_mean": _float(qc.get("dice_rca_mean")), "analysis": json.dumps(doc)}
+        row.update({f"prob_{k}": float(v) for k, v in doc["probabilities"].items()})
+        return row
 
 
 def _float(v) -> float | None:

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from cxrkit.cli.options import add_model_option, nonneg_float, nonneg_int, positive_int
+from cxrkit.cli.options import add_device_options, add_model_option, add_precision_option, nonneg_float, nonneg_int, positive_int
 
 HELP = {"segment": "landmarks + RLE masks per image (CheXmask columns)",
         "predict": "finding probabilities + boxes per image (prob_<finding> columns, boxes as JSON)",
@@ -60,8 +60,8 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
 
         add_rca_options(p)
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
-                   help="where models run (default auto: CUDA when present, else the CPU)")
+    add_device_options(p)
+    add_precision_option(p, "each")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads per worker (ray default: --ray-num-cpus)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous job in DIR/<task> instead of refusing")
     p.add_argument("--redo-errors", action="store_true", help="also recompute shards that hold error rows")
@@ -99,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         qc = rca_kwargs(args)
     spec = TaskSpec(args.batch_kind, model=args.model, segmentation_model=getattr(args, "segmentation_model", None),
                     qc=qc, batch_size=args.batch_size, device=args.device, threads=args.threads,
-                    box_policy="all" if getattr(args, "all_boxes", False) else "positive")
+                    box_policy="all" if getattr(args, "all_boxes", False) else "positive",
+                    workers=args.workers if args.engine == "local" else (args.workers or 0), precision=args.precision)
     ray_options = None
     if args.engine == "ray":
         from cxrkit.batch.ray_engine import RayOptions
