@@ -88,3 +88,79 @@ def test_original_maps_are_at_each_image_resolution():
     x, _ = model.preprocess(images[1:])
     _, cams = heatmaps(model, x)
     assert np.allclose(exact[0], cams[0].numpy(), atol=1e-5)  # model-input size: the maps themselves
+
+
+class _Displaced:
+    """A stand-in flip-averaging classifier whose every view responds at ``d`` (mirrored per view) from a
+    bright square that each image carries at its own place."""
+
+    cam_flips = "hv"
+
+    def __init__(self, d, size=64):
+        from cxrkit.models.cards import ModelCard
+
+        self.d, self.size = d, size
+        self.card = ModelCard(name="stub", task="classification", labels=LABELS, input_size=size)
+
+    def preprocess(self, images):
+        return torch.from_numpy(np.stack(images)[:, None].astype(np.float32)), None
+
+    def view_maps(self, x):
+        from cxrkit.models.families.classifiers import CAM_FLIPS, view_sign
+
+        yy, xx = torch.meshgrid(torch.arange(self.size), torch.arange(self.size), indexing="ij")
+        img = x[0, 0]
+        cy, cx = [float(v.float().mean()) for v in torch.nonzero(img > 0.5, as_tuple=True)]
+        views = []
+        for dims in CAM_FLIPS["hv"]:
+            sx, sy = view_sign(dims)
+            px, py = cx + sx * self.d[0], cy + sy * self.d[1]
+            blob = torch.exp(-((xx - px) ** 2 + (yy - py) ** 2) / 8.0)
+            views.append(torch.stack([blob, blob * 0.5, -blob])[None])  # label 3 never fires: p < 0.5
+        return torch.stack(views)
+
+    def forward_with_cams(self, x):
+        return torch.tensor([[3.0, 3.0, -3.0]]), None
+
+
+def test_estimate_view_shift_recovers_the_displacement_without_boxes():
+    from cxrkit.classification.cam import estimate_view_shift
+
+    rng = np.random.default_rng(1)
+    images = []
+    for _ in range(5):
+        img = np.zeros((64, 64), np.float32)
+        y, x = rng.integers(15, 45, 2)
+        img[y - 2 : y + 3, x - 2 : x + 3] = 1.0
+        images.append(img)
+    shift, counts = estimate_view_shift(_Displaced((6, -4)), images)
+    assert shift[0] == pytest.approx((6, -4), abs=0.51) and shift[1] == pytest.approx((6, -4), abs=0.51)
+    assert shift[2] == (0.0, 0.0) and counts == (5, 5, 0)  # no image has p >= 0.5 for the third label
+    with pytest.raises(CxrkitError, match="cam_flips"):
+        estimate_view_shift(_model(), images)
+
+
+def test_cam_view_shift_moves_each_mirrored_view_back_onto_the_lesion():
+    from cxrkit.models.families.classifiers import CAM_FLIPS, _align_views, view_sign
+
+    size, c, d = 32, (14, 17), (3, -2)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    views = []
+    for dims in CAM_FLIPS["hv"]:
+        sx, sy = view_sign(dims)
+        blob = torch.exp(-((xx - c[0] - sx * d[0]) ** 2 + (yy - c[1] - sy * d[1]) ** 2) / 4.0)
+        views.append(torch.stack([blob, blob])[None])
+    views = torch.stack(views)  # (V, N=1, K=2, S, S)
+    aligned = _align_views(views, CAM_FLIPS["hv"], (d, (0.0, 0.0)))
+    for v in aligned[:, 0, 0]:
+        assert np.unravel_index(int(v.argmax()), v.shape) == (c[1], c[0])  # every view on the lesion
+    assert torch.equal(aligned[:, :, 1], views[:, :, 1])  # a zero shift leaves the label alone
+    # In the model: the averaged map of a classifier with cam_view_shift is the mean of its aligned views.
+    model = _model(cam_flips="hv", cam_view_shift=((2.0, 1.0), (0.0, 0.0), (-3.0, 0.0)))
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        _, maps = model.forward_with_cams(x)
+        want = _align_views(model.view_maps(x), CAM_FLIPS["hv"], model.cam_view_shift).mean(0)
+    assert torch.allclose(maps, want, atol=1e-6)
+    with pytest.raises(ValueError, match="3 labels"):
+        _model(cam_flips="hv", cam_view_shift=((1.0, 1.0),))

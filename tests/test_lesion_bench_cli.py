@@ -165,6 +165,14 @@ def test_bench_lesions_seeds_summary(tmp_path, capsys):
             per = {c: v["per_finding"][f]["mean_iou"] for c, v in box["validation"].items()}
             assert rule == next(c for c, v in per.items() if v == max(per.values()))
         assert summary["box_method"][str(k)] == box["chosen"]
+    # --cam-flips: the views' displacement was estimated (no boxes) and stored in model.pt's card.
+    from cxrkit.models import load_checkpoint
+
+    shift = runs[0]["view_shift"]["shift_input_px"]
+    assert set(shift) == {"Effusion", "Mass", "Nodule"} and all(d[1] == 0.0 for d in shift.values())  # "h": no dy
+    card = load_checkpoint(out / "seed-0" / "model.pt").card
+    assert [list(d) for d in card.arch_kwargs["cam_view_shift"]] == list(shift.values())
+    assert card.arch_kwargs["cam_flips"] == "h"
     # Finished seeds are read, not trained again; --summarize-only lists the seeds that have no run.
     stamp = (out / "seed-0" / "train" / "metrics.csv").stat().st_mtime_ns
     assert _tiny_run(out, "--seeds", "0", "2", "--summarize-only", "--cam-flips", "h", "--box-method",

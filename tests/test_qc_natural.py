@@ -109,3 +109,18 @@ def test_rca_natural_protocol_on_two_images(shared, tmp_path, capsys):
     for name in ("natural_learned_max.png", "natural_learned_calibrated.png", "damage_learned_max.png",
                  "true_dice_distribution.csv"):
         assert (out / name).is_file()
+
+
+def test_damage_rows_within_the_natural_range_form_their_own_group():
+    nat = [0.90, 0.95, 0.93, 0.91, 0.92]
+    dmg = [0.30, 0.92, 0.97, 0.94, 0.93]  # 0.92, 0.94, 0.93 lie within the natural range [0.90, 0.95]
+    rows = []
+    for i, (t_nat, t_dmg) in enumerate(zip(nat, dmg)):
+        for set_name, t in (("natural", t_nat), ("damage", t_dmg)):
+            rows.append({"image": f"im{i}", "set": set_name, "model": "hybridgnet" if set_name == "natural" else "damage",
+                         "structure": "heart", "true_dice": t, "learned_max": t - 0.01 * i})
+    s = summarize(pd.DataFrame(rows), n_boot=20)
+    assert set(s[s.set == "damage"]["group"]) == {"all", "natural_range"}
+    inside = s[(s.set == "damage") & (s.group == "natural_range")].iloc[0]
+    assert inside["n"] == 3 and inside["failures"] == 0
+    assert inside["pearson_r"] == pytest.approx(pearson([0.92, 0.94, 0.93], [0.91, 0.91, 0.89]))

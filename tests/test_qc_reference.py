@@ -93,8 +93,8 @@ def test_default_reference_is_the_shipped_set(fresh_install, monkeypatch):
     assert qc is not None and note == ""
     monkeypatch.setenv("CXRKIT_RCA_REFERENCE", str(fresh_install / "missing"))
     qc, note = optional_estimator()
-    assert qc is None and "no such reference set" in note
-    with pytest.raises(CxrkitError, match="no such reference set"):
+    assert qc is None and "not a reference set, no such file" in note
+    with pytest.raises(CxrkitError, match="not a reference set, no such file"):
         resolve_reference()
     assert resolve_reference("shipped").ids == shipped_reference().ids
 

@@ -124,6 +124,42 @@ def original_maps(model, images: Sequence[np.ndarray], method: str = "cam", bf16
     return probs.float().numpy(), full
 
 
+def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True,
+                        ) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
+    """Per label, the displacement ``d = (dx, dy)`` (input pixels) at which a flip-averaging classifier
+    (``cam_flips``) responds away from what it detects, from the peaks of its mirrored views alone.
+
+    The view mirrored by ``g`` peaks at ``c + g(d)`` (``c``: the lesion), so with the mirror signs ``s_g`` of
+    :func:`~cxrkit.models.families.classifiers.view_sign` ``d_x = sum_g s_gx x_g / V`` (likewise ``d_y``; 0 when
+    the views do not mirror that axis, e.g. ``cam_flips="h"``). The median over the images (iterable of
+    grayscale arrays) whose probability for the label is at least ``min_prob``; no boxes and no labels are
+    used. Returns the per-label ``(dx, dy)`` (0, 0 where no image qualifies) and the number of images used.
+    The result is what ``cam_view_shift`` takes.
+    """
+    from cxrkit.models.families.classifiers import CAM_FLIPS, view_sign
+
+    flips = getattr(model, "cam_flips", "none")
+    if flips == "none":
+        raise CxrkitError("estimate_view_shift needs a classifier with flip-averaged class maps (cam_flips 'h' or 'hv')")
+    signs = np.array([view_sign(d) for d in CAM_FLIPS[flips]], float)  # (V, 2)
+    usable = np.abs(signs.sum(0)) == 0  # an axis the views mirror
+    found: list[list[np.ndarray]] = [[] for _ in model.card.labels]
+    for image in images:
+        x, _ = model.preprocess([image])
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model.forward_with_cams(x)
+            views = model.view_maps(x).float()[:, 0]  # (V, K, S, S)
+        probs = torch.sigmoid(logits.float())[0].numpy()
+        v, k, size, _ = views.shape
+        flat = views.reshape(v, k, -1).argmax(-1).numpy()
+        peaks = np.stack([flat % size, flat // size], -1).astype(float)  # (V, K, 2) as (x, y)
+        for j in range(k):
+            if probs[j] >= min_prob:
+                found[j].append((signs * peaks[:, j]).sum(0) / v)
+    shift = tuple((tuple(float(a) for a in np.median(f, 0) * usable) if f else (0.0, 0.0)) for f in found)
+    return shift, tuple(len(f) for f in found)
+
+
 def to_original(heatmap: np.ndarray, geom: SquareResize) -> np.ndarray:
     """A model-input-resolution heatmap (S, S) -> original image resolution (H, W) (undo pad + resize)."""
     return geom.map_to_original(heatmap)

@@ -110,6 +110,9 @@ class LesionBenchConfig:
     # convolutions after each removed stride (the receptive field of the strided network).
     cam_stride: int = 8
     dilate: bool = False
+    # With cam_flips: after training, estimate each finding's view displacement from the mirrored views' peaks on
+    # the validation images (no boxes, no labels: cam.estimate_view_shift) and store it in model.pt (cam_view_shift).
+    align_views: bool = True
 
     @property
     def data_seed_value(self) -> int:
@@ -294,6 +297,7 @@ def score_run(out: str | Path, cfg: LesionBenchConfig, data: BenchData, progress
     out = Path(out)
     names, excluded, split = data.names, data.excluded, data.split
     train_ds, val_ds, test_ds = data.train, data.val, data.test
+    view_shift = align_views(out / "model.pt", val_ds) if cfg.cam_flips != "none" and cfg.align_views else None
     val_rows, _ = evaluate_on(out / "model.pt", val_ds, BOX_CANDIDATES, progress)
     val_scores = {k: score_rows(r) for k, r in val_rows.items()}
     if cfg.box_method == "auto":
@@ -316,6 +320,7 @@ def score_run(out: str | Path, cfg: LesionBenchConfig, data: BenchData, progress
                        "validation_chosen": score_rows(_rows_by_rule(val_rows, chosen))["overall"],
                        "validation_per_finding": _finding_table(score_rows(_rows_by_rule(val_rows, chosen))),
                        "test_all_candidates": _candidate_table(test_scores)},
+        "view_shift": view_shift,
         "config": dataclasses.asdict(cfg),
         "images": {"used": len(names), "excluded_real_findings": len(excluded),
                    **{k: len(v) for k, v in split.items()}},
@@ -326,6 +331,40 @@ def score_run(out: str | Path, cfg: LesionBenchConfig, data: BenchData, progress
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     _plots(out, rows, examples)
     return metrics
+
+
+def align_views(checkpoint: Path, ds: LesionDataset) -> dict[str, Any]:
+    """Estimate the flip-averaging model's per-finding view displacement on the images of ``ds`` (their pixels
+    only: :func:`cxrkit.classification.cam.estimate_view_shift`) and rewrite ``checkpoint`` with it as the
+    ``cam_view_shift`` architecture option. Returns what ``metrics.json`` records under ``view_shift``."""
+    import cv2
+
+    from cxrkit.classification.cam import estimate_view_shift
+    from cxrkit.models import load_checkpoint, save_checkpoint
+    from cxrkit.models.cards import arch
+
+    model = load_checkpoint(checkpoint)
+    labels = list(model.card.labels)
+    if "cam_view_shift" in model.card.arch_kwargs:  # aligned earlier (a rerun of the scoring): keep it
+        stored = model.card.arch_kwargs["cam_view_shift"]
+        return {"shift_input_px": {f: [float(v) for v in d] for f, d in zip(labels, stored)}, "images": None,
+                "how": f"stored in {Path(checkpoint).name} by an earlier scoring"}
+
+    def images():
+        for i in range(len(ds)):
+            img, _, _ = ds.render(i)
+            h, w = ds.base.original_size[i % len(ds.base.names)]
+            yield cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) if img.shape != (h, w) else img
+
+    shift, counts = estimate_view_shift(model, images())
+    model.card = model.card.replace(architecture=arch(**{**model.card.arch_kwargs, "cam_view_shift": shift}))
+    model.cam_view_shift = shift
+    save_checkpoint(checkpoint, model)
+    log.info("view displacement per finding (input pixels): %s", dict(zip(labels, shift)))
+    return {"shift_input_px": {f: list(d) for f, d in zip(labels, shift)},
+            "images": dict(zip(labels, counts)),
+            "how": "median over the validation images with probability >= 0.5 of the mirrored views' peak "
+                   "displacement (cxrkit.classification.cam.estimate_view_shift); no boxes or labels used"}
 
 
 def _rows_by_rule(rows: dict[str, list[dict]], rule: dict[str, str]) -> list[dict]:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Settings that only shape training; runs may differ in these and still be composed.
 TRAINING_ONLY = ("lse_r", "epochs", "lr", "batch_size", "num_workers", "augment", "box_method", "model", "cam_flips",
-                 "cam_flips_train", "cam_stride", "dilate")
+                 "cam_flips_train", "cam_stride", "dilate", "align_views")
 
 
 def _run_config(run: Path) -> dict[str, Any]:

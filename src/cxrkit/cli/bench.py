@@ -284,7 +284,8 @@ def _format_comparison(comparison) -> str:
         est = "calibrated" if (g["estimate"] == "calibrated").any() else "max"
         g = g[g["estimate"] == est]
         lines.append(f"{ref} vs jsrt, {method} registration, {est} estimate:")
-        lines.append(f"  {'structure':<11} {'r ' + ref:>12} {'r jsrt':>8} {'delta r':>8} {'MAE ' + ref:>12} {'MAE jsrt':>9}")
+        lines.append(f"  {'structure':<11} {'r ' + ref:>12} {'r jsrt':>8} {'delta r':>8} {'MAE ' + ref:>12} "
+                     f"{'MAE jsrt':>9}")
         for _, r in g.iterrows():
             lines.append(f"  {r['structure']:<11} {r['pearson_r']:>12.4f} {r['pearson_r_jsrt']:>8.4f} "
                          f"{r['delta_r']:>+8.4f} {r['mae']:>12.4f} {r['mae_jsrt']:>9.4f}")

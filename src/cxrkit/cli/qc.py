@@ -104,7 +104,8 @@ def _qc(args: argparse.Namespace) -> int:
     write_qc_csv(rows, args.out)
     bad = sum(1 for r in rows if r["error"])
     sys.stdout.write(f"{args.out}: {len(rows)} images, {bad} with an error "
-                     f"(RCA: {args.rca_method}, {len(estimator.reference)} references of {estimator.reference.source})\n")
+                     f"(RCA: {args.rca_method}, {len(estimator.reference)} references of "
+                     f"{estimator.reference.source})\n")
     return 1 if bad else 0
 
 
@@ -115,7 +116,7 @@ def _reference_build(args: argparse.Namespace) -> int:
     from cxrkit.io.images import expand_image_paths
     from cxrkit.io.outputs import check_out_file
     from cxrkit.models import create_model, load_checkpoint
-    from cxrkit.qc.reference import build_reference, content_sha256, read_card, save_reference_file
+    from cxrkit.qc.reference import build_reference, read_card, save_reference_file
 
     out = check_out_file(args.out)
     if out.suffix != ".npz":

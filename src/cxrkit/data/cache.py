@@ -21,7 +21,6 @@ import csv
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -32,6 +31,7 @@ from cxrkit.errors import CxrkitError
 from cxrkit.io.atomic import write_text
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
+from cxrkit.io.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def build_cache(
             results: Iterable = map(_work, chunks)
             _collect(results, state, errors, bar)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with worker_pool(workers) as pool:
                 _collect(pool.map(_work, chunks), state, errors, bar)
     finally:
         state.flush()

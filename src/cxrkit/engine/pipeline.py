@@ -24,9 +24,6 @@ the model stage halves the batch (a warning) and retries. No process is left run
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from cxrkit.errors import CxrkitError, one_line
+from cxrkit.io.workers import default_workers, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -80,35 +78,10 @@ class PipelineStats:
     batch_size: int = 0
 
 
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _describe(exc: BaseException, item: Any) -> str:
     where = getattr(item, "path", None) or getattr(item, "id", None)
     text = one_line(exc, where)
     return text if isinstance(exc, (CxrkitError, OSError)) else f"{type(exc).__name__}: {text}"
-
-
-def _init_worker() -> None:
-    """Worker processes: leave Ctrl-C to the parent (it stops them), one thread per library."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # read by torch/numpy on import
-        os.environ[var] = "1"
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 is a dependency
-        pass
-    import sys
-
-    if "torch" in sys.modules:  # only when the job's worker code imported it
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _call_prepare(work: Work, item: Any) -> tuple[Any, Any]:
@@ -192,8 +165,7 @@ def run_pipeline(job: Job, items: Iterable[Any], emit: Callable[[Any, Any], None
         return stats
     prefetch = prefetch or 2 * batch_size + workers
     max_pending = max_pending or 2 * batch_size + workers
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    pool = worker_pool(workers)
     clean = False
     try:
         _run_pool(job, items, emit, forward, stats, progress, pool, prefetch, max_pending)

@@ -227,19 +227,26 @@ def estimate_columns(per_output: pd.DataFrame) -> list[str]:
 
 
 def summarize(per_output: pd.DataFrame, fail_below: float = FAIL_BELOW, n_boot: int = 1000) -> pd.DataFrame:
-    """Agreement per set (natural / damage), group (``all`` outputs of the set, or one model family of the
-    natural set), method, estimate and key, with a bootstrap CI of r over images."""
+    """Agreement per set (natural / damage), group, method, estimate and key, with a bootstrap CI of r
+    over images. Groups: ``all`` outputs of the set; per model family of the natural set; and, for the
+    damage set beside a natural one, ``natural_range``: the damaged masks whose true Dice lies within the
+    natural outputs' range (min to max, per key), which shows how much of r comes from the range."""
     recs = []
+    natural = per_output[per_output["set"] == "natural"]
     for set_name, g_set in per_output.groupby("set", sort=False):
         groups = [("all", g_set)]
         if set_name == "natural" and g_set["model"].nunique() > 1:
             groups += list(g_set.groupby("model", sort=False))
+        if set_name == "damage" and not natural.empty:
+            span = natural.groupby("structure")["true_dice"].agg(["min", "max"])
+            lo, hi = g_set["structure"].map(span["min"]), g_set["structure"].map(span["max"])
+            groups.append(("natural_range", g_set[(g_set["true_dice"] >= lo) & (g_set["true_dice"] <= hi)]))
         for group, g in groups:
             for col in estimate_columns(per_output):
                 method, estimate = col.rsplit("_", 1)
                 for k in KEYS:
                     sub = g[g["structure"] == k]
-                    if sub.empty or sub[col].isna().all():
+                    if len(sub) < 2 or sub[col].isna().all():
                         continue
                     a = agreement(sub["true_dice"], sub[col], fail_below)
                     lo, hi = pearson_ci(sub["true_dice"], sub[col], sub["image"], n_boot)

@@ -247,7 +247,8 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     try:
         card = json.loads(cp.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CxrkitError(f"{path}: its card {cp.name} is missing (a reference file needs the JSON beside it)") from None
+        raise CxrkitError(f"{path}: its card {cp.name} is missing (a reference file needs the JSON beside it)") \
+            from None
     except ValueError as exc:
         raise CxrkitError(f"{cp}: not valid JSON ({exc})") from None
     need = ("format", "sha256", "ids", "structures", "image_size", "mask_size")
@@ -309,8 +310,8 @@ def resolve_reference(reference: "ReferenceSet | str | os.PathLike | None" = Non
     if str(reference) == "shipped":
         return shipped_reference()
     if not Path(reference).exists():
-        raise CxrkitError(f"{reference}: no such reference set (expected 'shipped', a folder with images/ and masks/, "
-                          "or a .npz reference file with its card)")
+        raise CxrkitError(f"{reference}: not a reference set, no such file or folder (expected 'shipped', a folder "
+                          "with images/ and masks/, or a .npz reference file with its card)")
     return load_reference(reference)
 
 

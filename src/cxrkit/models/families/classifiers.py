@@ -35,7 +35,10 @@ POOLS = ("avg", "lse", "max")
 # inputs is mirror-equivariant: a finding-specific displacement of the network's response from the lesion (which
 # image-level training does not prevent) becomes a symmetric pair of responses around the lesion, and when the
 # averaging is also used in training (``cam_flips_train``, default True) the pooling rewards responses that coincide,
-# i.e. that sit on the lesion. Costs one backbone pass per view.
+# i.e. that sit on the lesion. Costs one backbone pass per view. Where the network still responds at a fixed
+# displacement d from a lesion, the mirrored views respond at the mirror images of d and their average is a lobed
+# map around the lesion; ``cam_view_shift`` (per label (dx, dy) in input pixels, estimated from the views' own
+# peaks without boxes: cxrkit.classification.cam.estimate_view_shift) moves each view back before averaging.
 CAM_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {"none": ((),), "h": ((), (3,)), "hv": ((), (3,), (2,), (2, 3))}
 
 
@@ -72,6 +75,10 @@ class Classifier(CxrModule):
         if self.cam_flips not in CAM_FLIPS:
             raise ValueError(f"cam_flips {self.cam_flips!r} is not one of {tuple(CAM_FLIPS)}")
         self.cam_flips_train = bool(card.arch_kwargs.get("cam_flips_train", True))
+        shift = card.arch_kwargs.get("cam_view_shift")
+        self.cam_view_shift = None if shift is None else tuple((float(a), float(b)) for a, b in shift)
+        if self.cam_view_shift is not None and len(self.cam_view_shift) != len(card.labels):
+            raise ValueError(f"cam_view_shift has {len(self.cam_view_shift)} (dx, dy) pairs for {len(card.labels)} labels")
 
     @property
     def target_layer(self) -> nn.Module:
@@ -122,7 +129,10 @@ class Classifier(CxrModule):
         logits = self._pool(cams).to(self.head.bias.dtype) + self.head.bias
         return logits, cams
 
-    def _flip_averaged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def view_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Class maps of the input and of its flipped copies (``cam_flips``; "none": the input alone), (V, N, K, S, S):
+        each at input resolution (feature cell ``k`` centred on input pixel ``k * stride``) and flipped back onto
+        the input's pixel grid, before any ``cam_view_shift`` and before averaging."""
         from cxrkit.classification.cam import upsample
 
         if x.shape[-1] != x.shape[-2]:
@@ -133,10 +143,38 @@ class Classifier(CxrModule):
         if self.pool == "avg":
             f = self.dropout(f)
         cams = upsample(torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f), x.shape[-1])
-        maps = torch.stack([cams[i * n:(i + 1) * n].flip(d) if d else cams[i * n:(i + 1) * n]
-                            for i, d in enumerate(dims)]).mean(0)
+        return torch.stack([cams[i * n:(i + 1) * n].flip(d) if d else cams[i * n:(i + 1) * n]
+                            for i, d in enumerate(dims)])
+
+    def _flip_averaged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        views = self.view_maps(x)
+        if self.cam_view_shift is not None:
+            views = _align_views(views, CAM_FLIPS[self.cam_flips], self.cam_view_shift)
+        maps = views.mean(0)
         logits = self._pool(maps).to(self.head.bias.dtype) + self.head.bias
         return logits, maps
+
+
+def view_sign(dims: tuple[int, ...]) -> tuple[int, int]:
+    """(x, y) signs of a displacement seen through the mirror of an (N, C, H, W) batch flipped on ``dims``."""
+    return (-1 if 3 in dims else 1, -1 if 2 in dims else 1)
+
+
+def _align_views(views: torch.Tensor, dims: tuple[tuple[int, ...], ...],
+                 shift: tuple[tuple[float, float], ...]) -> torch.Tensor:
+    """Move each view's maps by its mirror image of the per-label displacement ``shift`` ((dx, dy) input pixels,
+    rounded): a network that responds at ``d`` from a lesion responds at ``g(d)`` in the view mirrored by ``g``,
+    so ``view_g(p + g(d))`` responds on the lesion itself. Pixels moved in from outside repeat the border."""
+    v, n, k, size, _ = views.shape
+    out = views.clone()
+    base = torch.arange(size, device=views.device)
+    for i, d in enumerate(dims):
+        sx, sy = view_sign(d)
+        for j, (dx, dy) in enumerate(shift):
+            iy = (base + int(round(sy * dy))).clamp(0, size - 1)
+            ix = (base + int(round(sx * dx))).clamp(0, size - 1)
+            out[i, :, j] = views[i, :, j][:, iy][:, :, ix]
+    return out
 
 
 def _densenet_backbone(card: ModelCard) -> tuple[nn.Module, int]:
