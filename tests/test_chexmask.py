@@ -28,11 +28,11 @@ from cxrkit.data.chexmask import (
     read_columns,
     read_name_mapping,
     records_frame,
-    render_overlay,
     safe_filename,
     summarize_csv,
     write_masks,
 )
+from cxrkit.viz import render_overlay
 from cxrkit.errors import CxrkitError
 from cxrkit.io.landmarks import format_landmarks, organ_masks
 from cxrkit.io.rle import decode, encode

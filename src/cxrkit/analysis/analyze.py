@@ -49,6 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from cxrkit.errors import CxrkitError, InputError, UsageError
+from cxrkit.io.images import encode_png
 from cxrkit.io.inputs import ImageInput
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = 
         lo, hi = float(m.min()), float(m.max())
         q = (np.zeros((gh, gw), np.uint8) if hi <= lo
              else np.clip((m - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8))
-        out[finding] = {"min": round(lo, 6), "max": round(hi, 6), "png": _data_uri(_png_fit(q, max(gh, gw)))}
+        out[finding] = {"min": round(lo, 6), "max": round(hi, 6), "png": _data_uri(encode_png(q))}
     return {"method": "cam", "width": gw, "height": gh, "maps": out}
 
 
@@ -159,21 +160,7 @@ def preview_png(pixels: np.ndarray, side: int = PREVIEW_SIDE) -> bytes:
     """A downscaled 8-bit grayscale PNG of ``pixels`` (longer side at most ``side``) for browse mode."""
     from cxrkit.io.images import to_uint8
 
-    return _png_fit(to_uint8(pixels), side)
-
-
-def _png_fit(image: np.ndarray, side: int) -> bytes:
-    """``image`` (gray or BGR, uint8) as PNG bytes, area-downscaled so that its longer side is at most ``side``."""
-    import cv2
-
-    s = side / max(image.shape[:2])
-    if s < 1:
-        size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise CxrkitError(f"could not encode a {image.shape[1]}x{image.shape[0]} image as PNG")
-    return buf.tobytes()
+    return encode_png(to_uint8(pixels), side)
 
 
 def _data_uri(png: bytes) -> str:
@@ -210,7 +197,7 @@ def render_html(doc: dict, overlays: dict) -> str:
           + (f", calibrated {q['dice_rca_calibrated']:.3f}" if q["dice_rca_calibrated"] is not None else "")
           + (" &mdash; <b>flag for review</b>" if q["dice_rca_mean"] < 0.7 else "")) if q else e(doc.get("qc_note", ""))
     ctr = m.get("ctr")
-    heat = (f'<img src="{_data_uri(_png_fit(overlays["heatmap"], 768))}" alt="heatmap and boxes">'
+    heat = (f'<img src="{_data_uri(encode_png(overlays["heatmap"], 768))}" alt="heatmap and boxes">'
             if overlays.get("heatmap") is not None else "")
     seg = doc["segmentation"]
     seg_card = {"name": seg["model"], "description": "", "provenance": seg.get("provenance") or {}}
@@ -224,7 +211,7 @@ table{{border-collapse:collapse;font-size:13px}} td{{padding:2px 6px;border-bott
 <h1>{e(doc['image'])}</h1>
 <p>{doc['width']} x {doc['height']} px; schema {e(doc['schema_version'])}</p>
 <p><span class="badge">CTR {'' if ctr is None else f'{ctr:.3f}'}</span><span class="badge">QC: {qc}</span></p>
-<p><img src="{_data_uri(_png_fit(overlays['segmentation'], 768))}" alt="landmarks and masks">
+<p><img src="{_data_uri(encode_png(overlays['segmentation'], 768))}" alt="landmarks and masks">
 {heat}</p>
 {_provenance_html("Classifier", doc["classifier"], e)}
 <table>{bars}</table>

@@ -129,7 +129,7 @@ class AnalyzeWork:
         if "gray8" not in meta:
             return doc, None
         from cxrkit.classification.predict import overlay
-        from cxrkit.data.chexmask import render_overlay
+        from cxrkit.viz import render_overlay
 
         gray8 = meta["gray8"]
         return doc, {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),

@@ -186,10 +186,9 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _overlay(args: argparse.Namespace) -> int:
-    import numpy as np
 
-    from cxrkit.data.chexmask import find_record, render_overlay
-    from cxrkit.io.atomic import write_bytes
+    from cxrkit.data.chexmask import find_record
+    from cxrkit.viz import render_overlay, save_png
     from cxrkit.io.geometry import SquareResize
 
     if not 0.0 <= args.alpha <= 1.0:
@@ -217,12 +216,7 @@ def _overlay(args: argparse.Namespace) -> int:
             if points is not None:
                 points = tf.points_to_original(points)
     canvas = render_overlay(masks, points, image, alpha=args.alpha)
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(canvas))
-    if not ok:  # pragma: no cover
-        raise CxrkitError(f"could not encode {out}")
-    write_bytes(out, buf.tobytes())
+    save_png(out, canvas)
     print(out)
     return 0
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxrkit.errors import CxrkitError, one_line, require
+from cxrkit.errors import CxrkitError, InputError, one_line, require
 from cxrkit.io.geometry import resize_area
 
 log = logging.getLogger(__name__)
@@ -399,3 +399,17 @@ def expand_image_paths(items: "list[str | os.PathLike]") -> list[Path]:
         else:
             raise CxrkitError(f"{p}: no such file or folder")
     return out
+
+
+def encode_png(image: np.ndarray, max_side: int | None = None) -> bytes:
+    """PNG bytes of a gray or BGR uint8 image; with ``max_side``, area-downscaled first so that its longer side
+    is at most that many pixels (never enlarged)."""
+    image = np.ascontiguousarray(image)
+    if max_side is not None and max(image.shape[:2]) > max_side:
+        s = max_side / max(image.shape[:2])
+        size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise InputError(f"could not encode a {image.shape[1]}x{image.shape[0]} {image.dtype} image as PNG")
+    return buf.tobytes()

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError, InputError, one_line
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.io.inputs import ImageInput
 from cxrkit.qc.rca import QC_COLUMNS, RcaEstimator
 

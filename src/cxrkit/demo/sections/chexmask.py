@@ -13,27 +13,18 @@ from cxrkit.data.chexmask import (
     filter_csv,
     iter_records,
     join_nih,
-    render_overlay,
     safe_filename,
     write_masks,
 )
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.viz import render_overlay
 from cxrkit.io.atomic import write_bytes
-from cxrkit.io.geometry import resize_area
+from cxrkit.io.images import encode_png
 from cxrkit.io.landmarks import ORGANS
 from cxrkit.io.rle import encode
 
 SAMPLE = "ChestX-Ray8_sample.csv"
 THUMB = 512
-
-
-def _png(image: np.ndarray) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def _nih_labels(ctx: DemoContext, records: list[CheXmaskRecord]) -> dict[str, str]:
@@ -67,7 +58,7 @@ def build(ctx: DemoContext) -> Section:
         canvas = render_overlay(masks, r.points())
         name = safe_filename(r.image_id)
         rel = f"chexmask/{name}_overlay.png"
-        write_bytes(ctx.out / rel, _png(resize_area(canvas, THUMB)))
+        write_bytes(ctx.out / rel, encode_png(canvas, THUMB))
         mask_paths = write_masks(r, out / "masks")
         links = " ".join(
             f'<a href="chexmask/masks/{html.escape(p.name)}">{o.replace("_", " ")}</a>' for o, p in mask_paths.items()

@@ -11,7 +11,7 @@ def build(ctx: DemoContext) -> Section:
     import cv2
 
     from cxrkit.anatomy.measure import measure_masks
-    from cxrkit.data.chexmask import render_overlay
+    from cxrkit.viz import render_overlay
     from cxrkit.io.images import load_gray8
     from cxrkit.io.landmarks import organ_masks
     from cxrkit.models import create_model

@@ -1,4 +1,4 @@
-"""Drawing on radiographs: boxes and labels (OpenCV, BGR uint8 canvases). Array in, array out."""
+"""Drawing on radiographs: boxes, labels and heatmaps (OpenCV, BGR uint8 canvases). Array in, array out."""
 
 from __future__ import annotations
 
@@ -34,38 +34,6 @@ def draw_boxes(
             cv2.putText(canvas, str(labels[k]), (p1[0], max(12, p1[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.9 * scale, color, max(1, int(2 * scale)), cv2.LINE_AA)
     return canvas
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (imported lazily)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG atomically (tight bounding box) and close it."""
-    import io
-
-    from cxrkit.io.atomic import write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    pyplot().close(fig)
-    write_bytes(path, buf.getvalue())
-
-
-def save_png(path, image: np.ndarray) -> None:
-    """Encode ``image`` as PNG and write it atomically."""
-    from cxrkit.io.atomic import write_bytes
-
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover - cv2 failure
-        raise RuntimeError(f"could not encode PNG for {path}")
-    write_bytes(path, buf.tobytes())
 
 
 def heat_overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
