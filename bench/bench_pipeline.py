@@ -2,7 +2,6 @@
 
 For each job -- ``segment``, ``segment --qc`` and ``analyze`` (no classifier, QC on, JSON + HTML + preview) --
 three rates (images/s, best of ``--repeats``, wall time of the whole call):
-
   (a) decode only: the images read and converted to 8-bit gray by ``--workers`` processes (the CPU-side limit
       of any job over PNG files on this machine);
   (b) the old serial path: one process, the per-image loop cxrkit had before the engine (decode, model on a
@@ -59,7 +58,8 @@ def old_segment(model, inputs, out_csv: Path, qc=None, batch: int = 16) -> None:
     import csv
 
     from cxrkit.io.images import read_image
-    from cxrkit.segmentation.infer import COLUMNS, predict_landmarks, segmentation_row
+    from cxrkit.segmentation.infer import predict_landmarks
+    from cxrkit.segmentation.rows import COLUMNS, segmentation_row
 
     with open(out_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
@@ -73,7 +73,8 @@ def old_segment(model, inputs, out_csv: Path, qc=None, batch: int = 16) -> None:
 
 def old_analyze(analyzer, inputs, out: Path) -> None:
     """The pre-engine ``analyze_files`` loop: per image decode, every model, JSON + HTML + preview."""
-    from cxrkit.analysis.analyze import PREVIEW_SUFFIX, preview_png, render_html
+    from cxrkit.analysis.document import PREVIEW_SUFFIX, preview_png
+    from cxrkit.analysis.report import render_html
     from cxrkit.io.atomic import write_bytes, write_text
     from cxrkit.io.images import read_image
 

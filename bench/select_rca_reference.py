@@ -42,7 +42,8 @@ def screen(images: Path, metadata: Path, jsrt_estimator, seg_model):
     from cxrkit.io.images import load_gray8
     from cxrkit.metrics.segmentation import plausibility
     from cxrkit.qc.reference import STRUCTURES, ReferenceSet, to_square
-    from cxrkit.segmentation.infer import predict_landmarks, snap_landmarks
+    from cxrkit.segmentation.infer import predict_landmarks
+    from cxrkit.segmentation.rows import snap_landmarks
 
     meta = pd.read_csv(metadata).set_index("Image Index")
     demo = {p.name for p in (REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images").glob("*.png")}

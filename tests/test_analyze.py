@@ -82,7 +82,7 @@ def test_analyze_fills_qc_with_a_reference_set(tmp_path, shared, monkeypatch):
 
 
 def test_heatmap_encoding_round_trip_and_options(tmp_path):
-    from cxrkit.analysis.analyze import decode_heatmap, encode_heatmaps, preview_png
+    from cxrkit.analysis.document import decode_heatmap, encode_heatmaps, preview_png
     from cxrkit.errors import CxrkitError
 
     yy, xx = np.mgrid[0:300, 0:200]

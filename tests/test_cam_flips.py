@@ -133,9 +133,26 @@ def test_estimate_view_shift_recovers_the_displacement_without_boxes():
         y, x = rng.integers(15, 45, 2)
         img[y - 2 : y + 3, x - 2 : x + 3] = 1.0
         images.append(img)
-    shift, counts = estimate_view_shift(_Displaced((6, -4)), images)
+    found = estimate_view_shift(_Displaced((6, -4)), images)
+    shift = found["shift"]
     assert shift[0] == pytest.approx((6, -4), abs=0.51) and shift[1] == pytest.approx((6, -4), abs=0.51)
-    assert shift[2] == (0.0, 0.0) and counts == (5, 5, 0)  # no image has p >= 0.5 for the third label
+    assert shift[2] == (0.0, 0.0) and found["images"] == (5, 5, 0)  # no image has p >= 0.5 for the third label
+    without, with_shift = found["mean_peak"][0]
+    assert with_shift > without  # aligned views coincide: a higher peak of the averaged map
+    # A response that is not one rigid displacement: the unflipped view alone peaks 12 px right of the lesion,
+    # the mirrored ones on it. The median estimate (3, 0) would pull the three agreeing views apart: not applied.
+    odd = _Displaced((0, 0))
+    agreeing = odd.view_maps
+
+    def one_view_off(x):
+        views = agreeing(x)
+        views[0] = torch.roll(views[0], shifts=12, dims=-1)
+        return views
+
+    odd.view_maps = one_view_off
+    found = estimate_view_shift(odd, images)
+    assert found["estimate"][0] == pytest.approx((3, 0), abs=0.51)
+    assert found["shift"][0] == (0.0, 0.0) and found["mean_peak"][0][1] < found["mean_peak"][0][0]
     with pytest.raises(CxrkitError, match="cam_flips"):
         estimate_view_shift(_model(), images)
 

@@ -94,7 +94,8 @@ def test_bench_architecture_and_box_method_errors(tmp_path):
 
     arch = dict(bench_architecture(LesionBenchConfig(cam_flips="hv", cam_flips_train=False, cam_stride=4, dilate=True)))
     assert arch == {"cam_flips": "hv", "cam_flips_train": False, "layer3_stride": 1, "dilate": True}
-    assert bench_architecture(LesionBenchConfig()) == ()  # the default run builds the shipped layout
+    assert bench_architecture(LesionBenchConfig(cam_flips="none")) == ()  # the shipped model's layout
+    assert dict(bench_architecture(LesionBenchConfig())) == {"cam_flips": "hv", "cam_flips_train": True}  # default
     with pytest.raises(CxrkitError, match="only for resnet_lite"):
         bench_architecture(LesionBenchConfig(model="densenet121", cam_stride=4))
     with pytest.raises(CxrkitError, match="8 or 4"):

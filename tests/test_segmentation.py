@@ -14,7 +14,7 @@ from cxrkit.cli.main import main
 from cxrkit.models import create_model
 from cxrkit.models.checkpoint import save_checkpoint
 from cxrkit.segmentation.augment import LandmarkAugment, augment
-from cxrkit.segmentation.infer import COLUMNS
+from cxrkit.segmentation.rows import COLUMNS
 
 
 def _ellipse(cx, cy, rx, ry, n):

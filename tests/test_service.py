@@ -97,7 +97,7 @@ def test_analyze_returns_the_analyze_json(client, results):
 
 
 def test_heatmaps_are_compact_low_res_pngs(client, results):
-    from cxrkit.analysis.analyze import decode_heatmap
+    from cxrkit.analysis.document import decode_heatmap
 
     doc = json.loads((results / f"{SAMPLE.stem}.json").read_text())
     hm = doc["heatmaps"]

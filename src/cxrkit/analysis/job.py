@@ -19,6 +19,28 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.analysis.document import (
+    PREVIEW_SUFFIX,
+    SCHEMA_VERSION,
+    card_summary,
+    encode_heatmaps,
+    preview_png,
+    refuse_foreign,
+)
+from cxrkit.analysis.report import render_html
+from cxrkit.anatomy.measure import measure_masks
+from cxrkit.classification.predict import classify_batch, overlay, prediction_from_maps
+from cxrkit.errors import InputError
+from cxrkit.io.atomic import write_bytes, write_text
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import read_image, to_uint8
+from cxrkit.io.landmarks import ORGANS, organ_masks
+from cxrkit.models.device import resolve_precision
+from cxrkit.models.preprocess import finish_input, square_input
+from cxrkit.segmentation.job import autocast
+from cxrkit.segmentation.rows import chexmask_row, snap_landmarks
+from cxrkit.viz import render_overlay
+
 
 @dataclass(frozen=True)
 class AnalyzeItem:
@@ -45,11 +67,6 @@ class AnalyzeWork:
     html: bool = True
 
     def prepare(self, item: AnalyzeItem) -> tuple[dict, dict]:
-        from cxrkit.errors import InputError
-        from cxrkit.io.geometry import SquareResize
-        from cxrkit.io.images import read_image, to_uint8
-        from cxrkit.models.preprocess import square_input
-
         if item.pixels is not None:
             pixels, spacing = np.asarray(item.pixels), item.spacing
         else:
@@ -80,11 +97,6 @@ class AnalyzeWork:
 
     def document(self, item: AnalyzeItem, meta: dict, output: dict) -> tuple[dict, dict | None]:
         """The analysis JSON and, when HTML is wanted, its overlays (BGR arrays)."""
-        from cxrkit.analysis.analyze import SCHEMA_VERSION, card_summary, encode_heatmaps
-        from cxrkit.anatomy.measure import measure_masks
-        from cxrkit.io.geometry import SquareResize
-        from cxrkit.segmentation.infer import chexmask_row, snap_landmarks
-
         h, w, spacing = meta["height"], meta["width"], meta["spacing"]
         sc = self.segmenter_card
         points = SquareResize(h, w, sc.input_size).points_to_original(output["landmarks"])
@@ -92,8 +104,6 @@ class AnalyzeWork:
         row = chexmask_row(item.image_id, ipts, masks, h, w)
         pred = None
         if self.classifier_card is not None:
-            from cxrkit.classification.predict import prediction_from_maps
-
             c = self.classifier_card
             pred = prediction_from_maps(c, item.image_id, SquareResize(h, w, c.input_size), output["probs"],
                                         output["maps"])
@@ -112,9 +122,7 @@ class AnalyzeWork:
                              if v is not None},
         }
         if output.get("rca") is not None:
-            from cxrkit.qc.rca import summarize
-
-            est = summarize(output["rca"], output.get("calibration"))
+            est = output["rca"]
             doc["qc"] = {"dice_rca_mean": round(est.mean, 6), "dice_rca_max": round(est.max, 6),
                          "dice_rca_calibrated": None if est.calibrated is None else round(est.calibrated["all"], 6),
                          "per_structure": {s: {"mean": round(est.per_structure_mean[s], 6),
@@ -128,17 +136,12 @@ class AnalyzeWork:
             doc["heatmaps"] = encode_heatmaps(pred.heatmaps, list(self.classifier_card.labels))
         if "gray8" not in meta:
             return doc, None
-        from cxrkit.classification.predict import overlay
-        from cxrkit.viz import render_overlay
 
         gray8 = meta["gray8"]
         return doc, {"segmentation": render_overlay(masks, ipts.astype(np.float64), gray8),
                      "heatmap": overlay(gray8, pred) if pred is not None else None}
 
     def write(self, item: AnalyzeItem, meta: dict, doc: dict, overlays: dict | None) -> None:
-        from cxrkit.analysis.analyze import PREVIEW_SUFFIX, preview_png, refuse_foreign, render_html
-        from cxrkit.io.atomic import write_bytes, write_text
-
         base = Path(self.out_dir) / item.stem
         refuse_foreign(base.with_name(base.name + ".json"), item.image_id)
         if self.preview:
@@ -154,7 +157,6 @@ class AnalyzeJob:
     def __init__(self, segmenter, classifier=None, qc=None, qc_note: str = "", *, heatmaps: bool = False,
                  out_dir: str | None = None, preview: bool = False, html: bool = True,
                  precision: str = "auto") -> None:
-        from cxrkit.models.device import resolve_precision
 
         self.segmenter, self.classifier, self.qc = segmenter, classifier, qc
         dev = next(segmenter.parameters()).device
@@ -168,8 +170,6 @@ class AnalyzeJob:
     def forward(self, inputs: list[dict], metas: list[dict]) -> list[dict]:
         import torch
 
-        from cxrkit.models.preprocess import finish_input
-        from cxrkit.segmentation.job import autocast
 
         sc = self.segmenter.card
         dev = next(self.segmenter.parameters()).device
@@ -178,21 +178,16 @@ class AnalyzeJob:
             pts = self.segmenter(x.to(dev))["landmarks"].float().cpu().numpy() * sc.input_size
         outputs: list[dict] = [{"landmarks": p} for p in pts]
         if self.classifier is not None:
-            from cxrkit.classification.predict import classify_batch
-
             cc = self.classifier.card
             xc = torch.from_numpy(np.stack([finish_input(i["clf"], m["clf_stats"], cc) for i, m in zip(inputs, metas)]))
             probs, maps = classify_batch(self.classifier, xc, "cam", self.clf_precision)
             for out, p, mp in zip(outputs, probs, maps):
                 out["probs"], out["maps"] = p, mp
         if self.qc is not None:
-            from cxrkit.io.landmarks import organ_masks
-            from cxrkit.qc.reference import STRUCTURES
-
             ms = self.qc.mask_size
-            masks = np.stack([np.stack([organ_masks(p * (ms / sc.input_size), ms, ms)[s] for s in STRUCTURES])
+            masks = np.stack([np.stack([organ_masks(p * (ms / sc.input_size), ms, ms)[s] for s in ORGANS])
                               for p in pts])
             tables = self.qc.score_batch(np.stack([i["qc"] for i in inputs]), masks)
             for out, t in zip(outputs, tables):
-                out["rca"], out["calibration"] = t, self.qc.calibration
+                out["rca"] = self.qc.summarize(t)
         return outputs

@@ -23,7 +23,9 @@ from typing import Iterator
 
 import numpy as np
 
+from cxrkit.data.chexmask import RowError, iter_records
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,6 @@ def measure_csv(path: str | os.PathLike, spacing: tuple[float, float] | None = N
     Rows stored at 1024 x 1024 (CheXmask's preprocessed space) give px values in that space. A row that
     cannot be read or decoded yields a dict with an ``error`` and empty measurements; nothing is dropped.
     """
-    from cxrkit.data.chexmask import RowError, iter_records
-
     for rec in iter_records(path, lenient=True):
         if isinstance(rec, RowError):
             yield {"ImageID": rec.image_id or f"line {rec.line}", "error": rec.message}
@@ -95,8 +95,6 @@ def measure_csv(path: str | os.PathLike, spacing: tuple[float, float] | None = N
 
 def write_measurements(rows: Iterator[dict], out: str | os.PathLike) -> tuple[int, int]:
     """Write measurement rows as CSV atomically; returns (rows, rows with an error)."""
-    from cxrkit.io.atomic import atomic_open
-
     n = bad = 0
     with atomic_open(out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")

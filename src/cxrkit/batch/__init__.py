@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrkit.batch.local import run_local
 from cxrkit.batch.manifest import Manifest, ManifestRow, read_manifest, write_manifest
+from cxrkit.batch.ray_engine import RayOptions, run_ray
 from cxrkit.batch.shards import (
     SUCCESS_FILE,
     ShardPlan,
@@ -109,12 +111,8 @@ def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, sp
     log.info("%s: %d shards of %d rows, %d to compute, %d already done", task_dir, plan.shards, shard_size,
              len(todo), skipped)
     if engine == "local":
-        from cxrkit.batch.local import run_local
-
         computed = run_local(spec, manifest, plan, todo, task_dir, progress)
     else:
-        from cxrkit.batch.ray_engine import RayOptions, run_ray
-
         computed = run_ray(spec, manifest, plan, todo, task_dir, ray_options or RayOptions(), progress)
     counts = summarize(task_dir, plan)
     seconds = time.perf_counter() - t0

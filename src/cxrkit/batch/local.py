@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from cxrkit.batch.manifest import Manifest
 from cxrkit.batch.shards import ShardPlan, shard_path, write_shard
 from cxrkit.batch.tasks import TaskSpec, build_task
+from cxrkit.engine import run_pipeline, workers_for
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ def run_local(spec: TaskSpec, manifest: Manifest, plan: ShardPlan, shards: Seque
     """
     from tqdm.auto import tqdm
 
-    from cxrkit.engine import run_pipeline
 
     if not shards:
         return []
@@ -63,8 +63,7 @@ def run_local(spec: TaskSpec, manifest: Manifest, plan: ShardPlan, shards: Seque
                 done.append(info)
                 del rows[k]
 
-        from cxrkit.segmentation.infer import _workers_for
 
-        run_pipeline(job, _Items(), emit, workers=_workers_for(spec.workers, len(items)),
+        run_pipeline(job, _Items(), emit, workers=workers_for(spec.workers, len(items)),
                      batch_size=spec.batch_size)
     return done

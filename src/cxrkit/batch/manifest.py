@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.io.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ def write_manifest(paths: list[str | os.PathLike], out: str | os.PathLike, path_
     import csv
     import io
 
-    from cxrkit.io.atomic import write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

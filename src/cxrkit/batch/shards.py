@@ -1,7 +1,6 @@
 """Shard plan, atomic shard files, the plan check and the success record.
 
 Layout of a task's output folder ``DIR/<task>/``::
-
     _plan.json            what the job is (manifest digest, rows, shard size, task, models): written first
     shard-00000.parquet   rows [0, S) of the manifest, written atomically (temporary file + os.replace)
     shard-00001.parquet   rows [S, 2S) ...
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from cxrkit.batch.manifest import Manifest, ManifestRow
 from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.io.atomic import atomic_open, write_text
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,6 @@ def plan_document(manifest: Manifest, plan: ShardPlan, task: dict) -> dict:
 def prepare_dir(task_dir: str | os.PathLike, doc: dict, overwrite: bool = False) -> None:
     """Create ``task_dir`` and its ``_plan.json``; an existing plan must match ``doc`` (same job) or the
     call refuses with the differing keys, unless ``overwrite`` clears the folder's shards first."""
-    from cxrkit.io.atomic import write_text
-
     task_dir = Path(task_dir)
     plan_file = task_dir / PLAN_FILE
     if overwrite and task_dir.is_dir():
@@ -135,7 +133,6 @@ def write_shard(path: str | os.PathLike, rows: list[dict], schema) -> None:
     """Write ``rows`` as one Parquet file atomically (a unique temporary file beside it, then os.replace)."""
     pa = require("pyarrow", "scale")
     pq = require("pyarrow.parquet", "scale")
-    from cxrkit.io.atomic import atomic_open
 
     table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_open(path, "wb") as fh:
@@ -175,8 +172,6 @@ def summarize(task_dir: str | os.PathLike, plan: ShardPlan) -> dict:
 
 def write_success(task_dir: str | os.PathLike, record: dict) -> Path:
     """Write ``_SUCCESS.json`` (atomically) and return its path."""
-    from cxrkit.io.atomic import write_text
-
     path = Path(task_dir) / SUCCESS_FILE
     write_text(path, json.dumps(record, indent=1) + "\n")
     return path

@@ -22,8 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.analysis.job import AnalyzeItem, AnalyzeJob
 from cxrkit.batch.manifest import ManifestRow
+from cxrkit.classification.job import PredictItem, PredictJob
+from cxrkit.engine import Failure, run_to_list
 from cxrkit.errors import InputError, UsageError, require
+from cxrkit.io.inputs import ImageInput
+from cxrkit.models import default_card, load_model, read_checkpoint
+from cxrkit.models.registry import is_checkpoint_path
+from cxrkit.qc.rca import make_estimator
+from cxrkit.segmentation.job import SegmentItem, SegmentJob
+from cxrkit.segmentation.rows import COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +82,6 @@ class TaskSpec:
 
 
 def _card(spec: str | None, default: str):
-    from cxrkit.models import default_card, read_checkpoint
-    from cxrkit.models.registry import is_checkpoint_path
-
     if spec is None:
         return default_card(default)
     return read_checkpoint(spec)["card"] if is_checkpoint_path(spec) else default_card(spec)
@@ -104,8 +110,6 @@ def schema(spec: TaskSpec):
     pa = require("pyarrow", "scale")
     base = [("row_index", pa.int64()), ("path", pa.string()), ("image_id", pa.string()), ("error", pa.string())]
     if spec.kind == "segment":
-        from cxrkit.segmentation.infer import COLUMNS
-
         types = {"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(),
                  "Width": pa.int64()}
         return pa.schema(base + [(c, types.get(c, pa.string())) for c in COLUMNS])
@@ -120,7 +124,6 @@ def schema(spec: TaskSpec):
 @dataclass(frozen=True)
 class ManifestWork:
     """A job's worker side for manifest rows: an empty path is the row's error, the rest is the job's."""
-
     inner: Any
 
     def prepare(self, item):
@@ -157,14 +160,11 @@ class BatchTask:
         self.job = None
 
     def _load(self, spec: str | None, default: str | None, task: str, needs: str):
-        from cxrkit.models import load_model
-
         return load_model(spec, default=default, task=task, needs=needs, device=self.spec.device)
 
     def _estimator(self, model):
         if self.spec.qc is None:
             return None
-        from cxrkit.qc.rca import make_estimator
 
         return make_estimator(**self.spec.qc, device=next(model.parameters()).device)
 
@@ -176,8 +176,6 @@ class BatchTask:
 
     def row(self, r: ManifestRow, result) -> dict:
         """The result row of manifest row ``r`` from the engine's result (or :class:`~cxrkit.engine.Failure`)."""
-        from cxrkit.engine import Failure
-
         row = dict.fromkeys(self.columns)
         if isinstance(result, Failure):
             log.error("row %d (%s): %s", r.row_index, r.image_id, result.message)
@@ -189,8 +187,6 @@ class BatchTask:
 
     def run(self, rows: Sequence[ManifestRow], workers: int | None = 0) -> list[dict]:
         """Result rows for ``rows`` in the same order; bad images become error rows."""
-        from cxrkit.engine import run_to_list
-
         results = run_to_list(_ManifestJob(self.job), [self.item(r) for r in rows], workers=workers,
                               batch_size=self.spec.batch_size)
         return [self.row(r, res) for r, res in zip(rows, results)]
@@ -204,15 +200,11 @@ class SegmentTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        from cxrkit.segmentation.job import SegmentJob
 
         model = self._load(spec.model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
         self.job = SegmentJob(model, self._estimator(model), precision=spec.precision)
 
     def item(self, r: ManifestRow):
-        from cxrkit.io.inputs import ImageInput
-        from cxrkit.segmentation.job import SegmentItem
-
         return SegmentItem(ImageInput(Path(r.path), r.image_id), r.image_id)
 
     def values(self, row: dict) -> dict:
@@ -228,14 +220,11 @@ class PredictTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        from cxrkit.classification.job import PredictJob
 
         self.job = PredictJob(self._load(spec.model, None, "classification", "logits"), box_policy=spec.box_policy,
                               precision=spec.precision)
 
     def item(self, r: ManifestRow):
-        from cxrkit.classification.job import PredictItem
-
         return PredictItem(Path(r.path), r.image_id)
 
     def values(self, doc: dict) -> dict:
@@ -250,7 +239,6 @@ class AnalyzeTask(BatchTask):
 
     def __init__(self, spec: TaskSpec) -> None:
         super().__init__(spec)
-        from cxrkit.analysis.job import AnalyzeJob
 
         segmenter = self._load(spec.segmentation_model, DEFAULT_SEGMENTER, "segmentation", "landmarks")
         classifier = self._load(spec.model, None, "classification", "logits") if spec.model else None
@@ -259,8 +247,6 @@ class AnalyzeTask(BatchTask):
         self.job = AnalyzeJob(segmenter, classifier, qc, note, html=False, precision=spec.precision)
 
     def item(self, r: ManifestRow):
-        from cxrkit.analysis.job import AnalyzeItem
-
         return AnalyzeItem(Path(r.path), r.image_id)
 
     def values(self, doc: dict) -> dict:

@@ -124,26 +124,32 @@ def original_maps(model, images: Sequence[np.ndarray], method: str = "cam", bf16
     return probs.float().numpy(), full
 
 
-def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True,
-                        ) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
+def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True) -> dict:
     """Per label, the displacement ``d = (dx, dy)`` (input pixels) at which a flip-averaging classifier
-    (``cam_flips``) responds away from what it detects, from the peaks of its mirrored views alone.
+    (``cam_flips``) responds away from what it detects, from its mirrored views alone (no boxes, no labels).
 
     The view mirrored by ``g`` peaks at ``c + g(d)`` (``c``: the lesion), so with the mirror signs ``s_g`` of
-    :func:`~cxrkit.models.families.classifiers.view_sign` ``d_x = sum_g s_gx x_g / V`` (likewise ``d_y``; 0 when
-    the views do not mirror that axis, e.g. ``cam_flips="h"``). The median over the images (iterable of
-    grayscale arrays) whose probability for the label is at least ``min_prob``; no boxes and no labels are
-    used. Returns the per-label ``(dx, dy)`` (0, 0 where no image qualifies) and the number of images used.
-    The result is what ``cam_view_shift`` takes.
+    :func:`~cxrkit.models.families.classifiers.view_sign`, ``d_x = sum_g s_gx x_g / V`` (likewise ``d_y``; 0 on an
+    axis the views do not mirror, e.g. ``y`` for ``cam_flips="h"``): the median over the images (an iterable of
+    grayscale arrays) whose probability for the label is at least ``min_prob``. The estimate is kept only if it
+    makes the views agree better than no shift: the mean over those images of the averaged map's maximum is
+    higher with it (a response that is not one rigid displacement, e.g. one that jumps between two places,
+    gives a median that misaligns the views, and is dropped).
+
+    Returns ``{"shift": ((dx, dy), ...) per label (what ``cam_view_shift`` takes), "estimate": the medians,
+    "images": counts, "mean_peak": ((without, with), ...)}``.
     """
-    from cxrkit.models.families.classifiers import CAM_FLIPS, view_sign
+    from cxrkit.models.families.classifiers import CAM_FLIPS, _align_views, view_sign
 
     flips = getattr(model, "cam_flips", "none")
     if flips == "none":
         raise CxrkitError("estimate_view_shift needs a classifier with flip-averaged class maps (cam_flips 'h' or 'hv')")
-    signs = np.array([view_sign(d) for d in CAM_FLIPS[flips]], float)  # (V, 2)
+    dims = CAM_FLIPS[flips]
+    signs = np.array([view_sign(d) for d in dims], float)  # (V, 2)
     usable = np.abs(signs.sum(0)) == 0  # an axis the views mirror
-    found: list[list[np.ndarray]] = [[] for _ in model.card.labels]
+    labels = list(model.card.labels)
+    found: list[list[np.ndarray]] = [[] for _ in labels]
+    kept: list[list[torch.Tensor]] = [[] for _ in labels]  # each qualifying image's views, (V, S, S)
     for image in images:
         x, _ = model.preprocess([image])
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -156,8 +162,21 @@ def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True,
         for j in range(k):
             if probs[j] >= min_prob:
                 found[j].append((signs * peaks[:, j]).sum(0) / v)
-    shift = tuple((tuple(float(a) for a in np.median(f, 0) * usable) if f else (0.0, 0.0)) for f in found)
-    return shift, tuple(len(f) for f in found)
+                kept[j].append(views[:, j].to(torch.float16))
+    estimate = [tuple(float(a) for a in np.median(f, 0) * usable) if f else (0.0, 0.0) for f in found]
+    shift, peaks_with = [], []
+    for j, d in enumerate(estimate):
+        if not kept[j]:
+            shift.append((0.0, 0.0))
+            peaks_with.append((float("nan"), float("nan")))
+            continue
+        stack = torch.stack(kept[j], 1).float()[:, :, None]  # (V, N, 1, S, S)
+        plain = float(stack.mean(0).flatten(1).amax(1).mean())
+        moved = float(_align_views(stack, dims, (d,)).mean(0).flatten(1).amax(1).mean())
+        shift.append(d if moved > plain else (0.0, 0.0))
+        peaks_with.append((plain, moved))
+    return {"shift": tuple(shift), "estimate": tuple(estimate), "images": tuple(len(f) for f in found),
+            "mean_peak": tuple(peaks_with)}
 
 
 def to_original(heatmap: np.ndarray, geom: SquareResize) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrkit.data.nih import read_metadata
 from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_bytes, write_text
@@ -133,8 +134,6 @@ def evaluate_predictions(predictions: str | os.PathLike, metadata: str | os.Path
     Returns the table (columns ``finding, auroc, ci_low, ci_high, n_pos, n_neg``; 14 rows then ``mean``).
     95% percentile bootstrap CIs from ``n_boot`` image-level resamples seeded with ``seed``.
     """
-    from cxrkit.data.nih import read_metadata
-
     if n_boot < 0:
         raise UsageError(f"n_boot must be >= 0, got {n_boot}")
     preds = read_predictions(predictions)

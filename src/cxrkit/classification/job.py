@@ -17,6 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.classification.predict import classify_batch, overlay, prediction_from_maps
+from cxrkit.io.atomic import write_bytes, write_text
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import read_image, to_uint8
+from cxrkit.models.device import resolve_precision
+from cxrkit.models.preprocess import finish_input, square_input
+from cxrkit.viz import save_png
+
 
 @dataclass(frozen=True)
 class PredictItem:
@@ -40,9 +48,6 @@ class PredictWork:
     save_heatmaps: bool = False
 
     def prepare(self, item: PredictItem) -> tuple[dict, np.ndarray]:
-        from cxrkit.io.images import read_image, to_uint8
-        from cxrkit.models.preprocess import square_input
-
         img8 = to_uint8(read_image(item.path).pixels)
         square, stats, geom = square_input(img8, self.card.input_size, self.card.normalization.per_image)
         meta = {"height": geom.height, "width": geom.width, "stats": stats}
@@ -51,9 +56,6 @@ class PredictWork:
         return meta, square
 
     def finish(self, item: PredictItem, meta: dict, output: tuple[np.ndarray, np.ndarray]) -> dict:
-        from cxrkit.classification.predict import overlay, prediction_from_maps
-        from cxrkit.io.geometry import SquareResize
-
         probs, maps = output
         keep = self.out_dir is not None and (self.overlay or self.save_heatmaps)
         pred = prediction_from_maps(self.card, item.image_id, SquareResize(meta["height"], meta["width"],
@@ -62,9 +64,6 @@ class PredictWork:
                                     keep_heatmaps=keep)
         doc = pred.to_json()
         if self.out_dir is not None and item.stem is not None:
-            from cxrkit.io.atomic import write_bytes, write_text
-            from cxrkit.viz import save_png
-
             base = Path(self.out_dir) / item.stem
             write_text(base.with_name(base.name + ".json"), json.dumps(doc, indent=2) + "\n")
             if self.overlay:
@@ -84,7 +83,6 @@ class PredictJob:
     def __init__(self, model, *, heatmap_method: str = "cam", box_method: str = "paper", box_policy: str = "positive",
                  out_dir: str | None = None, overlay: bool = True, save_heatmaps: bool = False,
                  precision: str = "auto") -> None:
-        from cxrkit.models.device import resolve_precision
 
         self.model = model
         self.heatmap_method = heatmap_method
@@ -95,8 +93,6 @@ class PredictJob:
     def forward(self, inputs: list[np.ndarray], metas: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
         import torch
 
-        from cxrkit.classification.predict import classify_batch
-        from cxrkit.models.preprocess import finish_input
 
         card = self.model.card
         x = torch.from_numpy(np.stack([finish_input(sq, m["stats"], card) for sq, m in zip(inputs, metas)]))

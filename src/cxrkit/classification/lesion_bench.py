@@ -6,11 +6,14 @@
 2. Fit lung fields to each image (:func:`~cxrkit.classification.lesion_data.fit_lung_template`) and insert
    Effusion / Mass / Nodule independently with probability 0.5 (:mod:`~cxrkit.classification.lesions`).
 3. Train a classifier with :class:`~cxrkit.classification.train.Trainer` (``resnet_lite`` at 256 by
-   default), keep the best epoch by validation mean AUROC.
-4. On the validation images, choose the heatmap-to-box rule (:data:`BOX_CANDIDATES`: the paper's protocol and
-   one threshold of the [0, 255]-normalized map with a region rule) by the mean IoU of each finding's top box
-   with the inserted box; the test images never choose.
-5. On the test images: AUROC per finding; CAM heatmaps -> the chosen rule's top box -> accuracy at T(IoBB) and
+   default, class maps averaged over the input and its mirror images: ``cam_flips="hv"``), keep the best epoch
+   by validation mean AUROC.
+4. On the validation images: estimate each finding's displacement between the mirrored views from the views
+   alone (:func:`align_views`; no boxes) and store it in the model; choose the heatmap-to-box rule
+   (:data:`BOX_CANDIDATES`: the paper's protocol and one threshold of the [0, 255]-normalized raw class map
+   with a region rule), by default per finding, by the mean IoU of the top box with the inserted box. The test
+   images never choose anything.
+5. On the test images: AUROC per finding; class maps -> the chosen rule's top box -> accuracy at T(IoBB) and
    T(IoU) against the inserted boxes.
 
 Outputs under ``out``: ``model.pt`` (loadable by ``cxrkit predict``), ``metrics.json``,
@@ -93,7 +96,7 @@ class LesionBenchConfig:
     val_fraction: float = 0.1
     seed: int = 0
     num_workers: int = 2
-    box_method: str = "auto"  # "auto": pick among BOX_CANDIDATES on the validation set; or one candidate name
+    box_method: str = "auto-per-finding"  # see BOX_METHODS: chosen on the validation set; or one candidate name
     augment: bool = True
     max_images: int | None = None
     # LSE pooling sharpness override: None (the model card's, 10 for resnet_lite), one number for every finding,
@@ -103,8 +106,8 @@ class LesionBenchConfig:
     # same images keep data_seed fixed (run_lesion_seeds).
     data_seed: int | None = None
     # Class maps averaged over mirrored inputs ("none", "h", "hv"; the classifier's cam_flips option), in training
-    # too unless cam_flips_train is False (then at evaluation only).
-    cam_flips: str = "none"
+    # too unless cam_flips_train is False (then at evaluation only). "hv" costs 4 network passes per image.
+    cam_flips: str = "hv"
     cam_flips_train: bool = True
     # resnet_lite only: class-map stride 8 (default) or 4 (layer3 kept at layer2's resolution), and dilated
     # convolutions after each removed stride (the receptive field of the strided network).
@@ -356,15 +359,19 @@ def align_views(checkpoint: Path, ds: LesionDataset) -> dict[str, Any]:
             h, w = ds.base.original_size[i % len(ds.base.names)]
             yield cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) if img.shape != (h, w) else img
 
-    shift, counts = estimate_view_shift(model, images())
+    found = estimate_view_shift(model, images())
+    shift = found["shift"]
     model.card = model.card.replace(architecture=arch(**{**model.card.arch_kwargs, "cam_view_shift": shift}))
     model.cam_view_shift = shift
     save_checkpoint(checkpoint, model)
     log.info("view displacement per finding (input pixels): %s", dict(zip(labels, shift)))
     return {"shift_input_px": {f: list(d) for f, d in zip(labels, shift)},
-            "images": dict(zip(labels, counts)),
+            "estimate_input_px": {f: list(d) for f, d in zip(labels, found["estimate"])},
+            "mean_peak_without_with": {f: list(p) for f, p in zip(labels, found["mean_peak"])},
+            "images": dict(zip(labels, found["images"])),
             "how": "median over the validation images with probability >= 0.5 of the mirrored views' peak "
-                   "displacement (cxrkit.classification.cam.estimate_view_shift); no boxes or labels used"}
+                   "displacement, kept if it raises the mean peak of the averaged map "
+                   "(cxrkit.classification.cam.estimate_view_shift); no boxes or labels used"}
 
 
 def _rows_by_rule(rows: dict[str, list[dict]], rule: dict[str, str]) -> list[dict]:
@@ -517,8 +524,9 @@ def run_lesion_seeds(images_dir: str | Path | None, out: str | Path, cfg: Lesion
         done = run_dir / "metrics.json"
         if done.is_file():
             saved = json.loads(done.read_text())
-            want = json.loads(json.dumps(dataclasses.asdict(run_cfg)))
-            diff = sorted(k for k in want if k != "num_workers" and saved.get("config", {}).get(k) != want[k])
+            want = effective_config(dataclasses.asdict(run_cfg))
+            had = effective_config(saved.get("config", {}))
+            diff = sorted(k for k in want if k != "num_workers" and had.get(k) != want[k])
             if diff:
                 raise CxrkitError(f"{done}: was run with other settings ({', '.join(diff)}); use a new --out")
             log.info("seed %d: finished earlier, read from %s", seed, done)
@@ -534,6 +542,22 @@ def run_lesion_seeds(images_dir: str | Path | None, out: str | Path, cfg: Lesion
     summary["config"] = dataclasses.asdict(base_cfg)
     write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
     return summary
+
+
+# What a run made before a setting existed did: no flip averaging, hence no alignment.
+_LEGACY = {"cam_flips": "none", "cam_flips_train": True, "align_views": False}
+
+
+def effective_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as JSON values, with the behaviour of runs made before a setting existed filled in
+    (older defaults for the flip settings, current defaults otherwise) and the flip options dropped when no
+    flips are used (they change nothing then)."""
+    full = {**json.loads(json.dumps(dataclasses.asdict(LesionBenchConfig()))), **_LEGACY,
+            **json.loads(json.dumps(config))}
+    if full["cam_flips"] == "none":
+        full.pop("cam_flips_train")
+        full.pop("align_views")
+    return full
 
 
 def summarize_runs(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:

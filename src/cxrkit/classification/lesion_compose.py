@@ -49,6 +49,11 @@ def _data_config(configs: list[dict[str, Any]], runs: Sequence[Path]) -> LesionB
     # The data follow data_seed (older runs: seed); the training seed itself may differ between runs.
     shared = [{**{k: v for k, v in c.items() if k not in TRAINING_ONLY + ("seed", "data_seed")},
                "data_seed": c["seed"] if c.get("data_seed") is None else c["data_seed"]} for c in configs]
+    maps = [(c.get("cam_flips", "none") != "none", c.get("cam_stride", 8)) for c in configs]  # class-map geometry
+    for run, m in zip(runs[1:], maps[1:]):
+        if m != maps[0]:
+            raise CxrkitError(f"{run}: its class maps (flip-averaged {m[0]}, stride {m[1]}) differ from {runs[0]}'s "
+                              f"(flip-averaged {maps[0][0]}, stride {maps[0][1]}); compose runs with the same maps")
     for run, c in zip(runs[1:], shared[1:]):
         diff = sorted(k for k in c if c[k] != shared[0].get(k))
         if diff:

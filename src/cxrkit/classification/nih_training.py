@@ -14,10 +14,15 @@ from typing import Any
 
 import pandas as pd
 
+from cxrkit.classification.train import Trainer, init_distributed, predict_dataset
+from cxrkit.data.cache import ImageCache, build_cache
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import read_metadata
 from cxrkit.data.splits import official_split, patient_split
+from cxrkit.data.torch_datasets import NIHDataset
 from cxrkit.errors import InputError, UsageError
+from cxrkit.io.atomic import write_text
+from cxrkit.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,6 @@ def nih_splits(metadata: str | os.PathLike, images: str | os.PathLike, split_dir
 def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.1, cache: str | None = None,
               resume: bool = True, progress: bool = True, stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Train ``config`` (a :class:`~cxrkit.classification.train.TrainConfig`) on the NIH layout."""
-    from cxrkit.classification.train import Trainer, init_distributed
-    from cxrkit.data.torch_datasets import NIHDataset
 
     tables, locator = nih_splits(metadata, images, split_dir, val_fraction, config.seed)
     if len(tables["val"]) == 0:
@@ -59,8 +62,6 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
     source: Any = locator
     d = init_distributed()
     if cache:
-        from cxrkit.data.cache import ImageCache, build_cache
-
         names = list(tables["train"]["Image Index"]) + list(tables["val"]["Image Index"])
         if d.main:
             build_cache(names, locator, cache, size=config.input_size, workers=max(1, config.num_workers),
@@ -80,10 +81,6 @@ def predict_nih_test(checkpoint, metadata, images, split_dir, out_csv, batch_siz
                      progress: bool = True, device: str = "auto") -> Path:
     """Write ``Image Index`` + ``prob_<finding>`` for every test-list image present (evaluate's input);
     ``checkpoint`` is a checkpoint path or a registry name with shipped weights."""
-    from cxrkit.classification.train import predict_dataset
-    from cxrkit.data.torch_datasets import NIHDataset
-    from cxrkit.io.atomic import write_text
-    from cxrkit.models import load_model
 
     model = load_model(checkpoint, task="classification", needs="logits", device=device)
     tables, locator = nih_splits(metadata, images, split_dir, need_train=False)

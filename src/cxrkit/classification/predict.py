@@ -17,6 +17,10 @@ from cxrkit.classification.boxes import heatmap_to_boxes
 from cxrkit.classification.cam import heatmaps as compute_heatmaps
 from cxrkit.classification.cam import upsample
 from cxrkit.errors import UsageError
+from cxrkit.io.images import to_uint8
+from cxrkit.metrics.localization import iobb
+from cxrkit.models.device import resolve_precision
+from cxrkit.viz import BLUE, GREEN, RED, draw_boxes, heat_overlay, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +120,6 @@ def predict_images(
     then :func:`prediction_from_maps` per image, in this process (the engine runs the same two halves with the
     second in worker processes). ``precision``: ``auto`` (the card's measured-safe default), ``fp32`` or ``bf16``.
     """
-    from cxrkit.models.device import resolve_precision
-
     card = model.card
     names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
     x, geoms = model.preprocess(images)
@@ -132,9 +134,6 @@ def overlay(gray: np.ndarray, pred: Prediction, finding: str | None = None,
     """BGR overlay: the heatmap of ``finding`` (default: the most probable), predicted boxes (green when
     they overlap a ground-truth box of their finding by IoBB >= 0.5 or there is no ground truth, red
     otherwise), ground truth boxes in blue, each labelled."""
-    from cxrkit.io.images import to_uint8
-    from cxrkit.metrics.localization import iobb
-    from cxrkit.viz import BLUE, GREEN, RED, draw_boxes, heat_overlay, to_bgr
 
     g8 = gray if gray.dtype == np.uint8 else to_uint8(gray)
     if finding is None:

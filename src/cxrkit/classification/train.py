@@ -33,10 +33,13 @@ import torch.distributed as dist
 
 from cxrkit.classification.augment import AugmentConfig, augment_batch
 from cxrkit.classification.losses import LOSSES, get_loss
+from cxrkit.data.torch_datasets import collate
 from cxrkit.errors import UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_records_csv, write_text
+from cxrkit.metrics.auroc import auroc
 from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint, state_dict_sha256
+from cxrkit.models.preprocess import normalize
 from cxrkit.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -129,8 +132,6 @@ def epoch_indices(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) 
 
 # ------------------------------------------------------------------------------------------- helpers
 def _loader(ds, indices: Sequence[int], batch_size: int, workers: int, shuffle_free: bool = True):
-    from cxrkit.data.torch_datasets import collate
-
     return torch.utils.data.DataLoader(
         torch.utils.data.Subset(ds, list(indices)),
         batch_size=batch_size,
@@ -143,8 +144,6 @@ def _loader(ds, indices: Sequence[int], batch_size: int, workers: int, shuffle_f
 
 
 def _normalize(x: torch.Tensor, card) -> torch.Tensor:
-    from cxrkit.models.preprocess import normalize
-
     return normalize(x, card.normalization)
 
 
@@ -173,8 +172,6 @@ def _unwrap(model):
 
 def mean_auroc(probs: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
     """Per-class AUROC (NaN where a class lacks positives or negatives) and their nan-mean."""
-    from cxrkit.metrics.auroc import auroc
-
     per = [auroc(labels[:, k], probs[:, k]) for k in range(labels.shape[1])]
     valid = [a for a in per if not math.isnan(a)]
     return (float(np.mean(valid)) if valid else float("nan")), per

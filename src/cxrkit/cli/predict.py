@@ -54,11 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from cxrkit.classification.job import PredictItem, PredictJob
-    from cxrkit.engine import Failure, run_pipeline
+    from cxrkit.engine import Failure, run_pipeline, workers_for
     from cxrkit.io.inputs import collect_images, output_stems
     from cxrkit.io.outputs import output_dir
     from cxrkit.models import load_model
-    from cxrkit.segmentation.infer import _workers_for
 
     _root, inputs = collect_images(args.images)
     model = load_model(args.model, task="classification", needs="logits", device=args.device)
@@ -79,7 +78,7 @@ def _predict(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{item.image_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in top)
                              + f"; {len(result['boxes'])} boxes\n")
 
-        run_pipeline(job, items, emit, workers=_workers_for(args.workers, len(items)), batch_size=args.batch_size)
+        run_pipeline(job, items, emit, workers=workers_for(args.workers, len(items)), batch_size=args.batch_size)
     if failures:
         sys.stdout.write(f"{args.out}: {len(inputs) - len(failures)} predicted, {len(failures)} failed\n")
         return 1
@@ -88,7 +87,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_split(args: argparse.Namespace) -> int:
     from cxrkit.classification.nih_training import predict_nih_test
-
     from cxrkit.io.outputs import check_out_file
 
     check_out_file(args.out)

@@ -1,7 +1,6 @@
 """The JSRT database with the SCR expert masks and the HybridGNet landmark contours.
 
 Layout (as in ``../shared/data``; research use only, never copied into this repository)::
-
     segmentation/jsrt/images/<id>.png                      247 radiographs, 1024 x 1024, 8-bit
     segmentation/jsrt/masks/{right_lung,left_lung,heart,right_clavicle,left_clavicle}/<id>.png   0/255
     segmentation/jsrt/split.csv                            id,split (train 174 / val 22 / test 51)
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.images import load_gray8
 
 STRUCTURES = ("right_lung", "left_lung", "heart")
 _LANDMARK_DIRS = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
@@ -44,8 +44,6 @@ class JsrtCase:
 
     def load_masks(self) -> dict[str, np.ndarray]:
         """The SCR expert masks of the three structures, bool (1024, 1024)."""
-        from cxrkit.io.images import load_gray8
-
         return {s: load_gray8(self.masks[s]) > 127 for s in STRUCTURES}
 
 

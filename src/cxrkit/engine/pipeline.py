@@ -327,3 +327,10 @@ def run_to_list(job: Job, items: Sequence[Any], **kwargs: Any) -> list[Any]:
     out: list[Any] = []
     run_pipeline(job, items, lambda _item, result: out.append(result), **kwargs)
     return out
+
+
+def workers_for(workers: int | None, n_items: int) -> int:
+    """Worker processes for ``n_items`` items: as asked (None: all cores), but none for a handful of items
+    (starting processes costs more than it saves) and never more than items."""
+    n = default_workers() if workers is None else workers
+    return 0 if n_items < 4 else min(n, n_items)

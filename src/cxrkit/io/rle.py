@@ -5,10 +5,13 @@ row-major (C-order) flattening of a ``height x width`` mask; ``start`` is 1-base
 foreground pixels, sorted, non-overlapping. An empty string is the empty mask. Pixel ``(row, col)``
 has flat index ``row * width + col`` (0-based), i.e. RLE start ``row * width + col + 1``.
 
-Both directions are vectorized: :func:`decode` builds the flat mask with one ``np.repeat`` over the
-alternating background/foreground run lengths (no Python loop over runs, one allocation, every page
-written once; or in place into a reused buffer with ``out=``), :func:`encode` finds the transitions
-with one comparison over the flat mask.
+Both directions are vectorized: :func:`decode` parses the string with numpy's C parser, takes a
+zeroed mask from ``np.zeros`` (``calloc``: pages of a fresh allocation stay unmapped until written) and
+writes only the span from the first run's start to the last run's end, with one ``np.repeat`` over the
+alternating run / gap lengths (no Python loop over runs); so a fresh mask faults in only the pages its
+runs touch, as CheXmask's own slice-per-run loop does, and a recycled one costs one ``memset`` plus
+the span. With ``out=`` it decodes in place into a reused buffer. :func:`encode` finds the
+transitions with one comparison over the flat mask.
 :func:`encode` is canonical (maximal runs), so ``encode(decode(s, h, w)) == s`` for every string the
 CheXmask tools wrote.
 """
@@ -100,37 +103,28 @@ def parse_runs(rle: str, height: int, width: int) -> tuple[np.ndarray, np.ndarra
     return starts, lengths
 
 
-# Output written per np.repeat call when decoding into a caller's buffer: the temporary stays below
-# glibc's default 128 KiB mmap threshold, so it is recycled from the heap and never page-faults.
-_CHUNK = 120 * 1024
-
-
 def decode(rle: str, height: int, width: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """Decode a CheXmask RLE string into a ``(height, width)`` bool mask (``mask[row, col]``).
 
-    Vectorized: the flat mask is ``np.repeat`` of alternating False/True over the gap and run
-    lengths (one allocation, every page written once). With ``out`` (a C-contiguous bool array of
-    ``height * width`` elements, e.g. one slice of a preallocated batch) the mask is written in place
-    in chunks of 120 KiB, so repeated decodes into the same buffer allocate nothing big and take no
-    page faults; ``out`` is returned reshaped to ``(height, width)``. Raises :class:`CxrkitError` for a
-    malformed string (see :func:`parse_runs`) or an unsuitable ``out``.
+    Vectorized: the mask comes zeroed from ``np.zeros`` and only the span from the first run's start
+    to the last run's end is written, as one ``np.repeat`` of alternating True/False over the run and
+    gap lengths. A freshly allocated mask therefore faults in only the pages under that span (the
+    rows the structure covers: a median of 54 % of the pages of the real 1024 x 1024 CheXmask masks),
+    which is what makes a loop that keeps every mask fast; a mask recycled by the allocator costs one
+    ``memset`` plus the span. With ``out`` (a C-contiguous bool array of ``height * width`` elements,
+    e.g. one slice of a preallocated batch) the mask is written in place (the same span write, zeros
+    before and after it), so repeated decodes into the same buffer take no page faults; ``out`` is
+    returned reshaped to ``(height, width)``. Raises :class:`CxrkitError` for a malformed string
+    (see :func:`parse_runs`) or an unsuitable ``out``.
     """
     starts, lengths = parse_runs(rle, height, width)
     height, width = _check_size(height, width)  # Python ints (parse_runs checked them)
-    n_pixels = height * width
-    k = starts.size
     if out is not None:
         return _decode_into(out, starts, lengths, height, width)
-    if k == 0:
-        return np.zeros((height, width), dtype=bool)
-    counts = np.empty(2 * k + 1, dtype=np.int64)
-    counts[0] = starts[0]
-    counts[1:-1:2] = lengths
-    counts[2:-1:2] = starts[1:] - (starts[:-1] + lengths[:-1])
-    counts[-1] = n_pixels - (starts[-1] + lengths[-1])
-    values = np.zeros(2 * k + 1, dtype=bool)
-    values[1::2] = True
-    return np.repeat(values, counts).reshape(height, width)
+    flat = np.zeros(height * width, dtype=bool)
+    if starts.size:
+        _fill_span(flat, starts, lengths)
+    return flat.reshape(height, width)
 
 
 def _decode_into(out: np.ndarray, starts: np.ndarray, lengths: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -151,38 +145,20 @@ def _decode_into(out: np.ndarray, starts: np.ndarray, lengths: np.ndarray, heigh
 
 
 def _fill_span(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
-    """Write runs and the gaps between them into ``flat[starts[0]:ends[-1]]``, nothing outside.
+    """Write the runs and the gaps between them into ``flat[starts[0]:ends[-1]]``, nothing outside.
 
-    The span is written in chunks of at most ``_CHUNK`` bytes, each an ``np.repeat`` of alternating
-    True/False segments, so the temporaries stay small (recycled from the heap, no page faults).
+    One ``np.repeat`` of alternating True/False over the run and gap lengths (run, gap, run, ...,
+    run), copied into place. Its temporary is at most the span; glibc serves it from the heap once a
+    block of that size has been freed (its mmap threshold adapts), so steady-state loops take no page
+    faults for it.
     """
     k = starts.size
-    ends = starts + lengths
-    s0, e_last = int(starts[0]), int(ends[-1])
-    # Alternating True/False segments covering [s0, e_last): run, gap, run, ..., run.
     counts = np.empty(2 * k - 1, dtype=np.int64)
     counts[0::2] = lengths
-    counts[1::2] = starts[1:] - ends[:-1]
+    counts[1::2] = starts[1:] - (starts[:-1] + lengths[:-1])
     values = np.zeros(2 * k - 1, dtype=bool)
     values[0::2] = True
-    span = e_last - s0
-    if span <= _CHUNK:
-        flat[s0:e_last] = np.repeat(values, counts)
-        return
-    bounds = np.cumsum(counts)  # segment i covers [bounds[i] - counts[i], bounds[i])
-    a_all = np.arange(0, span, _CHUNK)
-    b_all = np.minimum(a_all + _CHUNK, span)
-    first = np.searchsorted(bounds, a_all, side="right").tolist()
-    stop = (np.searchsorted(bounds, b_all, side="left") + 1).tolist()
-    bl = bounds.tolist()
-    for a, b, lo, hi in zip(a_all.tolist(), b_all.tolist(), first, stop):  # a few chunks, not runs
-        sub = counts[lo:hi].copy()
-        if hi - lo == 1:
-            sub[0] = b - a
-        else:
-            sub[0] = bl[lo] - a
-            sub[-1] -= bl[hi - 1] - b
-        flat[s0 + a : s0 + b] = np.repeat(values[lo:hi], sub)
+    flat[int(starts[0]) : int(starts[-1] + lengths[-1])] = np.repeat(values, counts)
 
 
 def encode(mask: np.ndarray) -> str:

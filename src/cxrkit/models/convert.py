@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from cxrkit.errors import ModelError, UsageError, one_line
+from cxrkit.io.images import read_image
 from cxrkit.models.cards import ModelCard, Provenance
 from cxrkit.models.checkpoint import file_sha256, save_checkpoint
+from cxrkit.models.registry import build, default_card
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +246,6 @@ def _probe_images() -> list[np.ndarray]:
     synthetic image when the sample is not installed."""
     from importlib import resources
 
-    from cxrkit.io.images import read_image
 
     folder = resources.files("cxrkit.demo").joinpath("sample", "nih", "images")
     try:
@@ -279,8 +280,6 @@ def check_input_dependence(model: torch.nn.Module, source: Any, images: Sequence
 
 def chexnet_card(source_name: str, source_sha256: str, layout: SourceLayout) -> ModelCard:
     """The registered ``chexnet`` card with the provenance of an imported file."""
-    from cxrkit.models.registry import default_card
-
     card = default_card(CHEXNET_MODEL)
     return card.replace(description=card.description + GEOMETRY_NOTE, provenance=Provenance(
         training_data="not recorded in the file; the CheXNet reimplementations (arnoweng/CheXNet, zoogzog/chexnet) "
@@ -304,8 +303,6 @@ def import_chexnet(src: str | os.PathLike, out: str | os.PathLike) -> ModelCard:
     onto the network, or when the converted network's outputs do not depend on its input; :class:`UsageError`
     when ``out`` is a folder or ``src`` itself.
     """
-    from cxrkit.models.registry import build, default_card
-
     src, out = Path(src), Path(out)
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give the checkpoint file to write, e.g. {out / 'model.pt'}")

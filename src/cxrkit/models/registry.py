@@ -15,16 +15,18 @@ Nothing is ever downloaded: pretrained weights are files shipped inside the pack
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
-import logging
 
 from cxrkit.errors import ModelError, UnknownModelError
 from cxrkit.models.cards import ModelCard
+from cxrkit.models.cards import arch as _arch
 from cxrkit.models.checkpoint import read_checkpoint
+from cxrkit.models.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_model(card: ModelCard, weights_file: str | None = None) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``card.name`` with ``card`` as its default card."""
-
     def deco(builder: Builder) -> Builder:
         if card.name in _REGISTRY:
             raise ModelError(f"model {card.name!r} is registered twice")
@@ -55,8 +56,8 @@ def register_model(card: ModelCard, weights_file: str | None = None) -> Callable
 
 
 def _load_families() -> None:
-    # Importing the family modules registers them. Kept lazy so `import cxrkit.models.cards` stays light.
-    from cxrkit.models import families  # noqa: F401
+    """Import the family modules, which register themselves here."""
+    from cxrkit.models import families  # noqa: F401  # lazy: the families import this module to register
 
 
 def list_models(task: str | None = None) -> list[str]:
@@ -122,8 +123,6 @@ def create_model(
     if overrides:
         arch = overrides.pop("architecture", None)
         if arch is not None:
-            from cxrkit.models.cards import arch as _arch
-
             merged = {**card.arch_kwargs, **dict(arch)}
             overrides["architecture"] = _arch(**merged)
         if "labels" in overrides:
@@ -212,8 +211,6 @@ def load_model(spec: str | os.PathLike | None, *, default: str | None = None, ta
     Returns the model in eval mode on ``device``, its card (with provenance) as ``model.card``. Raises
     :class:`~cxrkit.errors.ModelError` naming the value and the valid choices.
     """
-    from cxrkit.models.device import resolve_device
-
     if spec is None or str(spec) == "":
         if default is None:
             raise ModelError("no model given; pass --model NAME or a checkpoint path (`cxrkit models list`)")

@@ -43,13 +43,18 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from cxrkit.data.chexmask import STORED_SIZE, CheXmaskRecord, iter_records, read_name_mapping
+from cxrkit.data.chexmask import (
+    STORED_SIZE,
+    CheXmaskRecord,
+    iter_records,
+    read_name_mapping,
+)
 from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.atomic import write_text
-from cxrkit.viz import save_figure
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.landmarks import ORGANS
 from cxrkit.metrics.segmentation import dice
+from cxrkit.viz import pyplot, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -180,7 +185,6 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
 @dataclass(frozen=True)
 class ValidationInputs:
     """One dataset: its CheXmask CSV, 1 or 2 physicians' annotation CSVs (A first), an optional name mapping."""
-
     dataset: str
     csv: Path
     annotations: tuple[Path, ...]
@@ -498,7 +502,6 @@ def summarize(per_image: "pd.DataFrame") -> "pd.DataFrame":
 @dataclass
 class ValidationResult:
     """What :func:`validate_chexmask` computed; ``unmatched`` lists physician rows not used, with the reason."""
-
     per_image: "pd.DataFrame"
     summary: "pd.DataFrame"
     unmatched: "pd.DataFrame"
@@ -662,8 +665,6 @@ def write_outputs(result: ValidationResult, out: str | os.PathLike, *, plots: bo
 def plot_rca_scatter(per_image: "pd.DataFrame", path: str | os.PathLike, true_column: str = "dice_vs_ab_mean") -> None:
     """Scatter of ``Dice RCA (Mean)`` (y) against the true Dice (x, default vs the mean of both
     physicians), one panel per structure and ``average``, coloured by dataset; dashed: y = x."""
-    from cxrkit.viz import pyplot
-
     plt = pyplot()
     panels = (*STRUCTURES, AVERAGE)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.3), squeeze=False)
@@ -692,8 +693,6 @@ def plot_rca_scatter(per_image: "pd.DataFrame", path: str | os.PathLike, true_co
 
 def plot_dice_boxplots(per_image: "pd.DataFrame", path: str | os.PathLike) -> None:
     """Per-dataset Dice boxplots, one panel per structure: HybridGNet vs A, vs B, and A vs B."""
-    from cxrkit.viz import pyplot
-
     plt = pyplot()
     datasets = list(dict.fromkeys(per_image["dataset"]))
     kinds = (("dice_vs_a", "HG vs A", "#4c72b0"), ("dice_vs_b", "HG vs B", "#55a868"), ("dice_a_vs_b", "A vs B", "#c44e52"))

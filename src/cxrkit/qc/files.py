@@ -18,18 +18,22 @@ from typing import Sequence
 
 import numpy as np
 
+from cxrkit.data.chexmask import iter_records, read_columns
+from cxrkit.data.id_styles import candidate_ids
+from cxrkit.engine import Failure, run_pipeline, workers_for
 from cxrkit.errors import CxrkitError, InputError
+from cxrkit.io.atomic import write_records_csv
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import read_image, to_uint8
 from cxrkit.io.inputs import ImageInput
 from cxrkit.qc.rca import QC_COLUMNS, RcaEstimator
+from cxrkit.qc.reference import STRUCTURES, to_square
 
 log = logging.getLogger(__name__)
 
 
 def match_rows(seg_csv: str | os.PathLike, inputs: Sequence[ImageInput]) -> dict[str, object]:
     """Stream SEG.csv once; ``{image identity: record}`` for the images whose row is there (bad rows raise)."""
-    from cxrkit.data.chexmask import iter_records, read_columns
-    from cxrkit.data.id_styles import candidate_ids
-
     column = read_columns(seg_csv).id_name
     wanted: dict[str, list[str]] = {}  # row id -> identities of the images it may belong to
     order: dict[str, list[str]] = {}
@@ -56,8 +60,6 @@ def match_rows(seg_csv: str | os.PathLike, inputs: Sequence[ImageInput]) -> dict
 
 def masks_in_image_frame(record, image: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(image, masks) in a common frame: the image's own, or CheXmask's square space of the masks."""
-    from cxrkit.io.geometry import SquareResize
-
     masks = {k: v > 0 for k, v in record.masks().items()}
     shape = next(iter(masks.values())).shape
     if shape == image.shape:
@@ -90,9 +92,6 @@ class QcWork:
     mask_size: int
 
     def prepare(self, item: QcItem) -> tuple[None, tuple[np.ndarray, np.ndarray]]:
-        from cxrkit.io.images import read_image, to_uint8
-        from cxrkit.qc.reference import STRUCTURES, to_square
-
         if item.record is None:
             raise InputError(f"{item.seg_csv}: no row with {item.looked_for} (image {item.path})")
         image, masks = masks_in_image_frame(item.record, read_image(item.path).pixels)
@@ -101,11 +100,7 @@ class QcWork:
         return None, (qi, qm)
 
     def finish(self, item: QcItem, meta: None, output: tuple) -> dict[str, object]:
-        from cxrkit.qc.rca import summarize
-
-        table, calibration = output
-        return {k: round(v, 6) if isinstance(v, float) else v
-                for k, v in summarize(table, calibration).columns().items()}
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in output.columns().items()}
 
 
 class QcJob:
@@ -117,7 +112,7 @@ class QcJob:
 
     def forward(self, inputs: list, metas: list) -> list:
         tables = self.estimator.score_batch(np.stack([x for x, _ in inputs]), np.stack([m for _, m in inputs]))
-        return [(t, self.estimator.calibration) for t in tables]
+        return [self.estimator.summarize(t) for t in tables]
 
 
 def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str | os.PathLike,
@@ -133,10 +128,6 @@ def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str
     """
     from tqdm.auto import tqdm
 
-    from cxrkit.data.chexmask import read_columns
-    from cxrkit.data.id_styles import candidate_ids
-    from cxrkit.engine import Failure, run_pipeline
-    from cxrkit.segmentation.infer import _workers_for
 
     column = read_columns(seg_csv).id_name
     rows = match_rows(seg_csv, inputs)
@@ -156,7 +147,7 @@ def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str
         bar.update(1)
 
     try:
-        run_pipeline(QcJob(estimator), items, emit, workers=_workers_for(workers, len(items)), batch_size=batch_size)
+        run_pipeline(QcJob(estimator), items, emit, workers=workers_for(workers, len(items)), batch_size=batch_size)
     finally:
         bar.close()
     if annotated is not None:
@@ -165,8 +156,6 @@ def qc_files(estimator: RcaEstimator, inputs: Sequence[ImageInput], seg_csv: str
 
 
 def write_annotated(qc_rows: list[dict[str, object]], records: dict[str, object], path: str | os.PathLike) -> None:
-    from cxrkit.io.atomic import write_records_csv
-
     merged = []
     for q in qc_rows:
         rec = records.get(str(q["ImageID"]))
@@ -183,8 +172,6 @@ def write_annotated(qc_rows: list[dict[str, object]], records: dict[str, object]
 
 def write_qc_csv(rows: list[dict[str, object]], out: str | os.PathLike) -> None:
     """``ImageID, Dice RCA (Mean), Dice RCA (Max), <per structure>, error`` written atomically."""
-    from cxrkit.io.atomic import write_records_csv
-
     if not rows:
         raise CxrkitError("no images to write")
     write_records_csv(out, rows)

@@ -248,6 +248,10 @@ class RcaEstimator:
         t = self.register(query_image(image, self.reference.images.shape[-1]))
         return [summarize(self.score(t, m), self.calibration) for m in masks]
 
+    def summarize(self, table: np.ndarray) -> RcaEstimate:
+        """The estimate of one (K, 3) Dice table (:func:`summarize` with this estimator's calibration)."""
+        return summarize(table, self.calibration)
+
     @property
     def image_size(self) -> int:
         """Side of the query and reference images in RCA's square space (px)."""

@@ -322,7 +322,8 @@ def build_reference(paths: Sequence[str | os.PathLike], model, image_size: int =
     pixels, contours filled at the original size). Returns the set (ids = file stems) and, per image, its
     file name, size and sha256."""
     from cxrkit.io.images import load_gray8
-    from cxrkit.segmentation.infer import predict_landmarks, snap_landmarks
+    from cxrkit.segmentation.infer import predict_landmarks
+    from cxrkit.segmentation.rows import snap_landmarks
 
     if not model.card.gives("landmarks"):
         raise CxrkitError(f"{model.card.name}: a reference set is built with a landmark model (e.g. hybridgnet)")

@@ -31,6 +31,12 @@ import torch.nn.functional as F
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.atomic import write_records_csv
+from cxrkit.io.images import load_gray8
+from cxrkit.models.checkpoint import resume_state, save_checkpoint
+from cxrkit.models.registry import create_model
+from cxrkit.qc.reference import to_square
+from cxrkit.qc.register import Transform, bending, local_ncc, ncc, standardize
+from cxrkit.segmentation.augment import random_similarity, similarity_theta
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrkit.qc.reference import ReferenceSet
@@ -56,9 +62,6 @@ class RegTrainConfig:
 
 def load_images(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
     """(N, 1, size, size) float [0, 1] images in CheXmask's square space."""
-    from cxrkit.io.images import load_gray8
-    from cxrkit.qc.reference import to_square
-
     if not paths:
         raise CxrkitError("no training images for the registration network")
     return torch.from_numpy(np.stack([to_square(load_gray8(p), size).astype(np.float32) / 255 for p in paths]))[:, None]
@@ -66,7 +69,6 @@ def load_images(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
 
 def _misalign(x: torch.Tensor, gen: torch.Generator, cfg: RegTrainConfig,
               masks: torch.Tensor | None = None):
-    from cxrkit.segmentation.augment import random_similarity, similarity_theta
 
     theta = similarity_theta(*random_similarity(x.shape[0], gen, cfg.rotate, cfg.scale, cfg.translate))
     warp = lambda a: F.grid_sample(a, F.affine_grid(theta, list(a.shape), align_corners=False),  # noqa: E731
@@ -80,8 +82,6 @@ def registration_loss(model, moving: torch.Tensor, fixed: torch.Tensor, smooth: 
 
 
 def transform_loss(t, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, window: int):
-    from cxrkit.qc.register import Transform, bending, local_ncc, ncc
-
     affine = 1 - ncc(Transform(t.theta).warp(moving), fixed).mean()
     local = 1 - local_ncc(t.warp(moving), fixed, window).mean()
     return affine + local + smooth * bending(t.disp).mean(), local
@@ -95,9 +95,6 @@ def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving:
     network's input size for images and masks); the moving pool is its images plus ``extra_moving``."""
     from tqdm.auto import tqdm
 
-    from cxrkit.models.checkpoint import resume_state, save_checkpoint
-    from cxrkit.models.registry import create_model
-    from cxrkit.qc.register import standardize
 
     if cfg.mask_weight < 0 or cfg.steps < 1 or cfg.batch_size < 1:
         raise CxrkitError(f"registration training needs mask_weight >= 0, steps >= 1 and batch_size >= 1; got "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from cxrkit.data.shared import find_shared
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS
 from cxrkit.reports.io import iter_reports
@@ -145,8 +146,6 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
 def default_gold_dir() -> Path:
     """``reports/openi`` under the shared data folder (see :mod:`cxrkit.data.shared`). Raises
     :class:`CxrkitError` listing the places tried when none has the gold file."""
-    from cxrkit.data.shared import find_shared
-
     return find_shared(f"reports/openi/{GOLD_FILE}",
                        "pass --gold FILE --reports NLMCXR_reports.tgz or set CXRKIT_SHARED_DATA").parent
 

@@ -19,19 +19,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from cxrkit.data.id_styles import id_style as get_style
+from cxrkit.engine import Failure, run_pipeline, workers_for
 from cxrkit.errors import CxrkitError, InputError, UsageError, one_line
+from cxrkit.io.atomic import write_records_csv
 from cxrkit.io.inputs import ImageInput
+from cxrkit.io.landmarks import organ_masks
+from cxrkit.segmentation.job import SegmentItem, SegmentJob
+from cxrkit.segmentation.rows import chexmask_columns
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ["ImageID", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart",
-           "Height", "Width"]
-
-
-def chexmask_columns(id_column: str = "ImageID") -> list[str]:
-    """CheXmask's CSV columns with the ID column named ``id_column`` (see :mod:`cxrkit.data.id_styles`)."""
-    return [id_column] + COLUMNS[1:]
-
 
 def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """(120, 2) landmarks per image in original pixels (float)."""
@@ -43,8 +40,6 @@ def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Masks (bool, original size) of one grayscale image and the landmarks (None for pixel models)."""
-    from cxrkit.io.landmarks import organ_masks
-
     if not model.card.gives("landmarks"):
         x, geoms = model.preprocess([image])
         with torch.inference_mode():
@@ -52,43 +47,6 @@ def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.n
         return {s: geoms[0].map_to_original(prob[k]) > 0.5 for k, s in enumerate(model.card.labels)}, None
     pts = predict_landmarks(model, [image])[0]
     return organ_masks(pts, *image.shape), pts
-
-
-def snap_landmarks(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Landmarks rounded to integer pixels inside the image (as CheXmask stores them) and the three masks
-    filled from them (bool, ``height x width``)."""
-    from cxrkit.io.landmarks import organ_masks
-
-    pts = np.round(points).astype(np.int64)
-    pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
-    pts[:, 1] = np.clip(pts[:, 1], 0, height - 1)
-    return pts, organ_masks(pts.astype(np.float64), height, width)
-
-
-def chexmask_row(image_id: str, points: np.ndarray, masks: dict[str, np.ndarray], height: int, width: int,
-                 estimate=None, id_column: str = "ImageID") -> dict[str, str]:
-    """One CheXmask-format row from :func:`snap_landmarks`' output (and an optional
-    :class:`cxrkit.qc.rca.RcaEstimate` for the Dice RCA columns); the ID under ``id_column``."""
-    from cxrkit.io.landmarks import format_landmarks
-    from cxrkit.io.rle import encode
-
-    return {id_column: image_id,
-            "Dice RCA (Mean)": "" if estimate is None else f"{estimate.mean:.6f}",
-            "Dice RCA (Max)": "" if estimate is None else f"{estimate.max:.6f}",
-            "Landmarks": format_landmarks(points),
-            "Left Lung": encode(masks["left_lung"]), "Right Lung": encode(masks["right_lung"]),
-            "Heart": encode(masks["heart"]), "Height": str(height), "Width": str(width)}
-
-
-def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
-                     qc=None, id_column: str = "ImageID") -> dict[str, str]:
-    """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
-    :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
-    if qc is not None and image is None:
-        raise CxrkitError("segmentation_row: qc needs the image")
-    pts, masks = snap_landmarks(points, height, width)
-    return chexmask_row(image_id, pts, masks, height, width, None if qc is None else qc.estimate(image, masks),
-                        id_column=id_column)
 
 
 def _done_ids(path: Path, columns: list[str]) -> set[str]:
@@ -126,9 +84,6 @@ def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLik
     another input of this run already has is an error row (``OUT.errors.csv``)."""
     from tqdm.auto import tqdm
 
-    from cxrkit.data.id_styles import id_style as get_style
-    from cxrkit.engine import Failure, run_pipeline
-    from cxrkit.segmentation.job import SegmentItem, SegmentJob
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
@@ -187,23 +142,12 @@ def segment_files(model, inputs: Sequence[ImageInput], out_csv: str | os.PathLik
                 bar.update(1)
 
             try:
-                run_pipeline(job, todo, emit, workers=_workers_for(workers, len(todo)), batch_size=batch_size)
+                run_pipeline(job, todo, emit, workers=workers_for(workers, len(todo)), batch_size=batch_size)
             finally:
                 bar.close()
     err_path = out_csv.with_suffix(".errors.csv")
     if errors:
-        from cxrkit.io.atomic import write_records_csv
-
         write_records_csv(err_path, [{"image": p, "error": e} for p, e in errors])
     elif err_path.is_file() and todo:  # an earlier run's failures are fixed
         err_path.unlink()
     return written, skipped, len(errors)
-
-
-def _workers_for(workers: int | None, n_items: int) -> int:
-    """Worker processes for ``n_items`` images: as asked, but none for a handful of images (starting processes
-    costs more than it saves)."""
-    from cxrkit.engine import default_workers
-
-    n = default_workers() if workers is None else workers
-    return 0 if n_items < 4 else min(n, n_items)

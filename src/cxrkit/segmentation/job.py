@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.data.chexmask import write_mask_arrays
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import read_image, to_uint8
 from cxrkit.io.inputs import ImageInput
+from cxrkit.io.landmarks import ORGANS, organ_masks
+from cxrkit.models.device import resolve_precision
+from cxrkit.models.preprocess import finish_input, square_input
+from cxrkit.segmentation.rows import chexmask_row, snap_landmarks
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,6 @@ class SegmentWork:
     masks_dir: str | None = None
 
     def prepare(self, item: SegmentItem) -> tuple[dict, np.ndarray]:
-        from cxrkit.io.geometry import SquareResize
-        from cxrkit.io.images import read_image, to_uint8
-        from cxrkit.models.preprocess import square_input
-
         xray = read_image(item.path)
         img8 = to_uint8(xray.pixels)
         square, stats, geom = square_input(img8, self.input_size, self.per_image)
@@ -55,21 +58,11 @@ class SegmentWork:
         return meta, square
 
     def finish(self, item: SegmentItem, meta: dict, output: dict) -> dict[str, str]:
-        from cxrkit.io.geometry import SquareResize
-        from cxrkit.segmentation.infer import chexmask_row, snap_landmarks
-
         h, w = meta["height"], meta["width"]
         points = SquareResize(h, w, self.input_size).points_to_original(output["landmarks"])
         pts, masks = snap_landmarks(points, h, w)
-        estimate = None
-        if output.get("rca") is not None:
-            from cxrkit.qc.rca import summarize
-
-            estimate = summarize(output["rca"], output.get("calibration"))
-        row = chexmask_row(item.image_id, pts, masks, h, w, estimate, id_column=self.id_column)
+        row = chexmask_row(item.image_id, pts, masks, h, w, output.get("rca"), id_column=self.id_column)
         if self.masks_dir is not None:
-            from cxrkit.data.chexmask import write_mask_arrays
-
             write_mask_arrays(masks, item.image_id, self.masks_dir)
         return row
 
@@ -80,7 +73,6 @@ class SegmentJob:
     def __init__(self, model, qc=None, id_column: str = "ImageID", masks_dir: str | None = None,
                  precision: str = "fp32") -> None:
         card = model.card
-        from cxrkit.models.device import resolve_precision
 
         self.model = model
         self.qc = qc
@@ -91,7 +83,6 @@ class SegmentJob:
     def forward(self, inputs: list[np.ndarray], metas: list[dict]) -> list[Any]:
         import torch
 
-        from cxrkit.models.preprocess import finish_input
 
         card = self.model.card
         device = next(self.model.parameters()).device
@@ -100,17 +91,13 @@ class SegmentJob:
             pts = self.model(x.to(device))["landmarks"].float().cpu().numpy() * card.input_size
         outputs: list[dict] = [{"landmarks": p} for p in pts]
         if self.qc is not None:
-            from cxrkit.io.landmarks import organ_masks
-            from cxrkit.qc.reference import STRUCTURES
-
             m = self.qc.mask_size
-            masks = np.stack([np.stack([organ_masks(p * (m / card.input_size), m, m)[s] for s in STRUCTURES])
+            masks = np.stack([np.stack([organ_masks(p * (m / card.input_size), m, m)[s] for s in ORGANS])
                               for p in pts])
             images = np.stack([meta["qc_image"] for meta in metas])
             tables = self.qc.score_batch(images, masks)
             for out, table in zip(outputs, tables):
-                out["rca"] = table
-                out["calibration"] = self.qc.calibration
+                out["rca"] = self.qc.summarize(table)  # an RcaEstimate (picklable), for the row's Dice columns
         return outputs
 
 

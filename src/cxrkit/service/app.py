@@ -36,6 +36,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from cxrkit.analysis.analyze import Analyzer
+from cxrkit.analysis.document import PREVIEW_SUFFIX
+from cxrkit.errors import CxrkitError, MissingDependencyError, ModelError, UsageError
+from cxrkit.io.images import header_size, read_image, sniff_kind
+from cxrkit.models import load_model
+from cxrkit.qc.rca import optional_estimator
+
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -52,7 +59,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     shipped hybridgnet), the ``classifier`` when one is named (a registry name or checkpoint; none by default)
     and RCA quality control) runs once at startup, its models on ``device``. ``results_dir``: a ``cxrkit
     analyze`` output folder to browse (``/v1/results``); it must exist."""
-    from cxrkit.errors import CxrkitError, MissingDependencyError, ModelError, UsageError
 
     try:
         from fastapi import FastAPI, File, HTTPException, Query, UploadFile
@@ -70,10 +76,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     slots = asyncio.Semaphore(max_concurrent)
 
     def default_factory():
-        from cxrkit.analysis.analyze import Analyzer
-        from cxrkit.models import load_model
-        from cxrkit.qc.rca import optional_estimator
-
         qc, note = optional_estimator()
         clf = load_model(classifier, task="classification", needs="logits", device=device) if classifier else None
         seg = load_model(segmenter, default="hybridgnet", task="segmentation", needs="landmarks", device=device)
@@ -114,7 +116,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     async def analyze(file: UploadFile = File(...),
                       heatmaps: bool = Query(False, description="add each finding's low-resolution heatmap "
                                                                 "(the optional `heatmaps` object of schema 1.1)")):
-        from cxrkit.io.images import header_size, sniff_kind
 
         a = state["analyzer"]
         if a is None:
@@ -144,8 +145,6 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
             raise HTTPException(400, str(exc)) from None
 
     def _run(a, data: bytes, kind: str, name: str, limit: int, heatmaps: bool = False) -> dict:
-        from cxrkit.io.images import read_image
-
         suffix = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[kind]
         with tempfile.TemporaryDirectory(prefix="cxrkit-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
@@ -228,8 +227,6 @@ class ResultsIndex:
     """
 
     def __init__(self, root: str | os.PathLike, ttl: float = 1.0) -> None:
-        from cxrkit.errors import CxrkitError
-
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise CxrkitError(f"results folder {str(root)!r} does not exist or is not a folder")
@@ -240,8 +237,6 @@ class ResultsIndex:
 
     def scan(self) -> dict[str, dict]:
         """``{stem: {"json": Path, "preview": Path | None, "item": summary}}``, sorted by stem."""
-        from cxrkit.analysis.analyze import PREVIEW_SUFFIX
-
         with self._lock:
             if time.monotonic() - self._listing[0] < self.ttl:
                 return self._listing[1]
@@ -295,8 +290,6 @@ class ResultsIndex:
 
 
 def stem_preview(stem: str) -> str:
-    from cxrkit.analysis.analyze import PREVIEW_SUFFIX
-
     return stem + PREVIEW_SUFFIX
 
 

@@ -1,7 +1,6 @@
 """Stream a CheXmask CSV (plain or gzip) into Parquet part files, resumably, with derived columns.
 
 Layout written by :func:`convert_csv` for a source ``ChestX-Ray8.csv`` (or ``ChestX-Ray8.csv.gz``)::
-
     OUT/ChestX-Ray8/part-00000.parquet   rows 1 .. rows_per_file of the CSV (after bad rows)
     OUT/ChestX-Ray8/part-00001.parquet   ...
     OUT/ChestX-Ray8/_progress.json       the manifest: finished parts, rows consumed, options, done flag
@@ -67,6 +66,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cxrkit.anatomy.measure import measure_masks
 from cxrkit.data.chexmask import RowError, image_basename, iter_rows, read_columns
 from cxrkit.errors import CxrkitError, UsageError, require
 from cxrkit.io.atomic import write_text
@@ -156,8 +156,6 @@ def runs_geometry(starts: np.ndarray, lengths: np.ndarray, width: int) -> tuple[
 def _ctr(boxes: dict[str, tuple[int, int, int, int] | None], width: int) -> tuple[int, int, float | None]:
     """``(heart width, thorax width, CTR)`` by :func:`cxrkit.anatomy.measure.measure_masks` on the masks'
     column projections (exactly its value on the full masks: it only uses occupied columns)."""
-    from cxrkit.anatomy.measure import measure_masks
-
     projections = []
     for organ in ORGANS:
         row = np.zeros((1, width), dtype=bool)
@@ -212,7 +210,6 @@ class ConvertSummary:
 @dataclass(frozen=True)
 class _Layout:
     """Output name and kind of each CSV column (kind: str, dice_mean, dice_max, height, width)."""
-
     names: tuple[str, ...]
     kinds: tuple[str, ...]
 
@@ -303,7 +300,6 @@ class _Buffer:
 
 class _PartWriter:
     """One part file written row group by row group to a hidden temporary, renamed on :meth:`commit`."""
-
     def __init__(self, path: Path, schema, compression: str) -> None:
         _, pq = _pyarrow()
         self.path = path

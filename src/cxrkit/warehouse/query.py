@@ -19,7 +19,6 @@
     ``nih."Image Index" = chexmask.image_index``.
 
 Example (the ChestX-ray8 rows labelled Cardiomegaly with a CTR above 0.5 and good masks)::
-
     con = connect(["chexmask_parquet"], nih_metadata="Data_Entry_2017_v2020.csv.gz")
     con.sql('''SELECT c.image_index, c.ctr, c."Dice RCA (Mean)" FROM chexmask c
                JOIN nih n ON n."Image Index" = c.image_index
@@ -37,7 +36,9 @@ import os
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
+from cxrkit.data.nih import read_metadata
 from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.findings import FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ def nih_table(path: str | os.PathLike):
     """NIH metadata (any format :func:`cxrkit.data.nih.read_metadata` reads) as a pyarrow Table with
     the findings as 0/1 int8 columns (null = unknown)."""
     pa = require("pyarrow", "scale")
-    from cxrkit.data.nih import read_metadata
-    from cxrkit.findings import FINDINGS
 
     df = read_metadata(path)
     table = pa.Table.from_pandas(df, preserve_index=False)

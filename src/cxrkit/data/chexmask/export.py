@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 from cxrkit.data.chexmask.reader import CheXmaskRecord
+from cxrkit.io.atomic import write_bytes
 from cxrkit.io.images import encode_png
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -56,8 +57,6 @@ def write_masks(record: CheXmaskRecord, out_dir: str | os.PathLike) -> dict[str,
 def write_mask_arrays(masks: dict[str, np.ndarray], image_id: str, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write three bool masks (``right_lung``, ``left_lung``, ``heart``) as 8-bit 0/255 PNGs named as
     :func:`mask_paths` says (atomically; all encoded before any file is written)."""
-    from cxrkit.io.atomic import write_bytes
-
     paths = mask_paths(out_dir, image_id)
     encoded = {organ: encode_png(np.where(masks[organ], np.uint8(255), np.uint8(0))) for organ in ORGANS}
     for organ in ORGANS:

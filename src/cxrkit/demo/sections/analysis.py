@@ -10,18 +10,17 @@ from __future__ import annotations
 import html
 import json
 
+from cxrkit.analysis.analyze import Analyzer, analyze_files
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.io.inputs import collect_images
+from cxrkit.models import load_model
+from cxrkit.qc.rca import optional_estimator
 
 N_IMAGES = 3
 DEMO_CLASSIFIER = "resnet_lite_lesions"
 
 
 def build(ctx: DemoContext) -> Section:
-    from cxrkit.analysis.analyze import Analyzer, analyze_files
-    from cxrkit.io.inputs import collect_images
-    from cxrkit.models import load_model
-    from cxrkit.qc.rca import optional_estimator
-
     title = "One image, every model: cxrkit analyze and the web viewer"
     qc, note = optional_estimator()
     out = ctx.out / "analysis"

@@ -12,7 +12,14 @@ import html
 
 import numpy as np
 
+from cxrkit.classification.lesion_data import fit_lung_template
+from cxrkit.classification.lesions import LESION_FINDINGS, insert_findings
+from cxrkit.classification.predict import overlay, predict_images
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.io.images import load_gray8
+from cxrkit.metrics.localization import iobb
+from cxrkit.models import create_model
+from cxrkit.viz import save_png
 
 MODEL = "resnet_lite_lesions"
 SEED = 7
@@ -21,13 +28,6 @@ SEED = 7
 def build(ctx: DemoContext) -> Section:
     import cv2
 
-    from cxrkit.classification.lesion_data import fit_lung_template
-    from cxrkit.classification.lesions import LESION_FINDINGS, insert_findings
-    from cxrkit.classification.predict import overlay, predict_images
-    from cxrkit.io.images import load_gray8
-    from cxrkit.metrics.localization import iobb
-    from cxrkit.models import create_model
-    from cxrkit.viz import save_png
 
     model = create_model(MODEL, pretrained=True)
     out = ctx.out / "classification"

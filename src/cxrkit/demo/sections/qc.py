@@ -5,6 +5,12 @@ from __future__ import annotations
 import html
 
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.io.images import load_gray8
+from cxrkit.io.landmarks import organ_masks
+from cxrkit.models import create_model
+from cxrkit.qc.rca import optional_estimator
+from cxrkit.segmentation.infer import predict_landmarks
+from cxrkit.viz import render_overlay, save_png
 
 THRESHOLD = 0.7
 
@@ -13,13 +19,6 @@ def build(ctx: DemoContext) -> Section:
     import cv2
     import numpy as np
 
-    from cxrkit.viz import render_overlay
-    from cxrkit.io.images import load_gray8
-    from cxrkit.io.landmarks import organ_masks
-    from cxrkit.models import create_model
-    from cxrkit.qc.rca import optional_estimator
-    from cxrkit.segmentation.infer import predict_landmarks
-    from cxrkit.viz import save_png
 
     title = "Quality control: Reverse Classification Accuracy (RCA)"
     estimator, note = optional_estimator()

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import html
 
+from cxrkit.anatomy.measure import measure_masks
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.io.images import load_gray8
+from cxrkit.io.inputs import collect_images
+from cxrkit.io.landmarks import organ_masks
+from cxrkit.models import create_model
+from cxrkit.segmentation.infer import predict_landmarks, segment_files
+from cxrkit.viz import render_overlay, save_png
 
 
 def build(ctx: DemoContext) -> Section:
     import cv2
 
-    from cxrkit.anatomy.measure import measure_masks
-    from cxrkit.viz import render_overlay
-    from cxrkit.io.images import load_gray8
-    from cxrkit.io.landmarks import organ_masks
-    from cxrkit.models import create_model
-    from cxrkit.segmentation.infer import predict_landmarks, segment_files
-    from cxrkit.viz import save_png
 
     model = create_model("hybridgnet", pretrained=True)
     out = ctx.out / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
-    from cxrkit.io.inputs import collect_images
 
     _, inputs = collect_images([ctx.sample_dir / "nih" / "images"])
     images = [i.path for i in inputs]

@@ -9,6 +9,9 @@ from __future__ import annotations
 import html
 
 from cxrkit.demo.section import DemoContext, Section
+from cxrkit.errors import MissingDependencyError
+from cxrkit.warehouse.convert import convert_csv
+from cxrkit.warehouse.query import connect, run_query
 
 EXAMPLE_SQL = ('SELECT c.image_index, c.ctr, c."Dice RCA (Mean)" FROM chexmask c\n'
                '  JOIN nih n ON n."Image Index" = c.image_index\n'
@@ -29,13 +32,8 @@ def _table(rel) -> str:
 
 
 def build(ctx: DemoContext) -> Section:
-    from cxrkit.errors import MissingDependencyError
-
     title = "CheXmask at scale: Parquet + DuckDB queries joined with NIH metadata"
     try:
-        from cxrkit.warehouse.convert import convert_csv
-        from cxrkit.warehouse.query import connect, run_query
-
         csv_path = ctx.sample_dir / "chexmask" / "ChestX-Ray8_sample.csv"
         metadata = ctx.sample_dir / "nih" / "Data_Entry_2017_v2020.csv.gz"
         out = ctx.out / "chexmask_parquet"
