@@ -17,17 +17,16 @@ from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.rle import decode, encode
 from cxrkit.metrics.segmentation import dice
-from cxrkit.qc.chexmask_validation import (
+from cxrkit.benchmarks.chexmask_validation import (
     AVERAGE,
     compare_masks,
     discover_subsets,
     format_summary,
     id_keys,
-    pearson,
-    spearman,
     to_square_space,
     validate_chexmask,
 )
+from cxrkit.metrics.stats import pearson, spearman
 
 HG_HEADER = ["ImageID", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart", "Height", "Width"]
 PHYS_HEADER = ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart"]

@@ -222,7 +222,7 @@ def _overlay(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from cxrkit.qc.chexmask_validation import format_summary, validate_chexmask
+    from cxrkit.benchmarks.chexmask_validation import format_summary, validate_chexmask
 
     if args.csv is not None and not args.annotations:
         raise UsageError("--csv needs --annotations FILE [FILE] (the physicians' annotation CSVs)")
