@@ -6,7 +6,11 @@ bundled sample repeated) with the same shard size into fresh folders; images/s i
 whole job (model loading included; for Ray, actor start-up too, but the start of the local Ray instance is
 reported separately). The local engine uses --threads torch threads; each Ray actor 1 CPU and 1 thread.
 
-Usage: python bench/bench_batch.py [--images DIR] [--n 48] [--shard-size 8] [--actors 2] [--threads 2]
+Both engines run ``--precision auto`` (TaskSpec's default: the card's ``inference_precision``, printed; fp32
+for the shipped hybridgnet).
+
+Usage: python bench/bench_batch.py [--images DIR] [--n 48] [--shard-size 8] [--actors 2] [--threads 2] [--tiny]
+``--tiny``: 4 images, shards of 2, 1 actor, 1 thread (a smoke run for the test suite; no figure is asserted).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=8)
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the local engine")
+    ap.add_argument("--tiny", action="store_true", help="4 images, shards of 2, 1 actor, 1 thread: a smoke run")
     args = ap.parse_args()
+    if args.tiny:
+        args.n, args.shard_size, args.actors, args.threads = 4, 2, 1, 1
     shared = REPO.parent / "shared" / "data" / "nih" / "images"
     folder = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     paths = list(itertools.islice(itertools.cycle(sorted(folder.glob("*.png"))), args.n))
@@ -59,7 +66,13 @@ def main() -> None:
             ray.shutdown()
         same = read_results(local.task_dir).equals(read_results(remote.task_dir))
     n = len(paths)
-    print(f"segment, {n} images from {folder}, shards of {args.shard_size}, {os.cpu_count()} CPUs, ray {ray.__version__}")
+    from cxrkit.models import create_model
+    from cxrkit.models.device import resolve_precision
+
+    card = create_model("hybridgnet", pretrained=True).card
+    print(f"segment, {n} images from {folder}, shards of {args.shard_size}, {os.cpu_count()} CPUs, ray {ray.__version__}; "
+          f"precision {TaskSpec('segment').precision} = {resolve_precision(TaskSpec('segment').precision, card, 'cpu')} "
+          f"({card.name}'s inference_precision)")
     rows = [(f"local engine ({args.threads} torch threads)", t_local, ""),
             (f"ray engine ({args.actors} actors x 1 CPU, 1 thread)", t_ray,
              f" (+ {t_start:.1f} s to start the local Ray instance)")]

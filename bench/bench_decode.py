@@ -1,9 +1,10 @@
 """Decode + resize throughput: cxrkit.io.images.load_gray8 vs Pillow open+convert+resize, same images, same run.
 
-Usage: python bench/bench_decode.py [--images DIR] [--size 224] [--repeat 3]
+Usage: python bench/bench_decode.py [--images DIR] [--size 224] [--repeat 5] [--tiny]
 Default images: ../shared/data/nih/images (200 real 1024x1024 NIH PNGs), else the bundled sample.
 Each method runs `repeat` passes over all images (after one warm-up pass that fills the page cache);
 the best pass is reported, so both methods read from the cache.
+``--tiny``: 4 images, one pass (a smoke run for the test suite; no figure is asserted).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=default)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--tiny", action="store_true", help="4 images, one pass: a smoke run")
     args = ap.parse_args()
     files = sorted(args.images.glob("*.png"))
+    if args.tiny:
+        files, args.repeat = files[:4], 1
     methods = {
         "Pillow open+convert(L)+resize, default bicubic (baseline)": pillow_default,
         "Pillow open+convert(L)+resize, bilinear (baseline)": pillow_bilinear,

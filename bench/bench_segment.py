@@ -2,10 +2,15 @@
 (baseline) and with bf16 autocast + channels_last, batch inference; then end-to-end `cxrkit segment` time
 per image (decode, predict, fill, RLE, CSV) with the shipped hybridgnet.
 
-Usage: python bench/bench_segment.py [--images DIR] [--batch 16] [--repeats 3] [--unet CKPT]
+Usage: python bench/bench_segment.py [--images DIR] [--batch 16] [--repeats 3] [--unet CKPT] [--tiny]
 Default images: ../shared/data/nih/images (200 real NIH PNGs), else the bundled sample. Throughput does
 not depend on the weights, so without --unet an untrained unet of the same architecture is timed; for
 unet the "model" time includes the sigmoid but not the mask mapping back to the original size.
+Precision: every model-only figure is printed in fp32 and in bf16; ``cxrkit segment`` runs ``--precision
+auto`` by default, i.e. the model card's ``inference_precision`` (printed, fp32 for the shipped
+hybridgnet), and the end-to-end line is timed in that precision.
+``--tiny``: 4 images, batch 2, one repeat, the end-to-end run in this process (workers=0) (a smoke run for
+the test suite; no figure is asserted).
 """
 
 from __future__ import annotations
@@ -43,11 +48,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--unet", help="unet checkpoint (default: an untrained unet, same architecture)")
+    ap.add_argument("--tiny", action="store_true", help="4 images, batch 2, one repeat: a smoke run")
     args = ap.parse_args()
     shared = REPO.parent / "shared" / "data" / "nih" / "images"
     folder = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     paths = sorted(folder.glob("*.png"))
+    if args.tiny:
+        paths, args.batch, args.repeats = paths[:4], 2, 1
     model = create_model("hybridgnet", pretrained=True)
+    from cxrkit.models.device import resolve_precision
+
+    default_precision = resolve_precision("auto", model.card, "cpu")
     x, _ = model.preprocess([load_gray8(p) for p in paths[: args.batch]])
     from cxrkit.models import load_checkpoint
 
@@ -61,12 +72,18 @@ def main() -> None:
         base = base or fp32
         print(f"  {name:<10} fp32 {fp32:8.1f} img/s   bf16 + channels_last {bf16:8.1f} img/s ({bf16 / fp32:4.2f}x); "
               f"fp32 vs hybridgnet fp32 {fp32 / base:4.2f}x")
+    print(f"`cxrkit segment` default precision: --precision auto = the card's inference_precision = "
+          f"{default_precision} for {model.card.name}")
+    from cxrkit.io.inputs import collect_images
+
+    _, inputs = collect_images(paths)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        segment_files(model, paths, Path(tmp) / "seg.csv", progress=False)
+        segment_files(model, inputs, Path(tmp) / "seg.csv", progress=False, precision="auto",
+                      workers=0 if args.tiny else None)
         dt = time.perf_counter() - t
-    print(f"cxrkit segment end to end on {len(paths)} images from {folder}: {1000 * dt / len(paths):.1f} ms/image "
-          f"(decode + predict + fill + RLE + CSV)")
+    print(f"cxrkit segment end to end on {len(paths)} images from {folder}, {default_precision} (--precision auto), "
+          f"{'workers=0' if args.tiny else 'default workers'}: {1000 * dt / len(paths):.1f} ms/image (decode + predict + fill + RLE + CSV)")
 
 
 if __name__ == "__main__":

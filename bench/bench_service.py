@@ -1,6 +1,6 @@
 """Bounded loopback load test of `cxrkit serve`: latency, throughput, errors, memory, malformed inputs.
 
-Usage: python bench/bench_service.py [--images DIR] [-n 40] [-c 4] [--baseline-n 8] [--heatmaps]
+Usage: python bench/bench_service.py [--images DIR] [-n 40] [-c 4] [--baseline-n 8] [--heatmaps] [--tiny]
 Default images: ../shared/data/nih/images (real 1024x1024 NIH PNGs), else the bundled sample.
 
 1. Baseline (same run): the same analysis in-process, without HTTP (`Analyzer.analyze` on the decoded
@@ -12,6 +12,10 @@ Default images: ../shared/data/nih/images (real 1024x1024 NIH PNGs), else the bu
 3. A malformed-input sweep (truncated PNG, a text file named .png, a 1x1 image, a 20000x20000 PNG header,
    a DICOM without pixels, an empty file): each must get a 4xx with a JSON `detail` naming the problem, and
    /healthz plus one good request must still succeed afterwards.
+Precision: the server and the baseline both run ``--precision auto``, i.e. each model card's
+``inference_precision`` (printed; fp32 for the shipped models).
+``--tiny``: 3 requests at concurrency 2, 1 baseline image (a smoke run for the test suite; no figure is
+asserted, the checks still apply).
 Exits 1 when any check fails (errors, memory growth above --max-growth-mb, a non-4xx or unclear answer,
 an unhealthy server), 0 otherwise.
 """
@@ -84,7 +88,11 @@ def baseline(payloads: list[tuple[str, bytes]], n: int, heatmaps: bool) -> dict:
             pool.submit(one, tmp, name, data).result()
             if i:
                 lat.append(time.perf_counter() - t)
-    return {"lat": lat, "wall": sum(lat), "qc": has_qc}
+    from cxrkit.models.device import resolve_precision
+
+    models = [m for m in (analyzer.segmenter, analyzer.classifier, getattr(analyzer.qc, "model", None)) if m is not None]
+    precision = ", ".join(f"{m.card.name} {resolve_precision('auto', m.card, 'cpu')}" for m in models)
+    return {"lat": lat, "wall": sum(lat), "qc": has_qc, "precision": precision}
 
 
 class RssSampler(threading.Thread):
@@ -219,7 +227,10 @@ def main() -> int:
     ap.add_argument("--heatmaps", action="store_true", help="ask for heatmaps (?heatmaps=true) and in the baseline")
     ap.add_argument("--max-growth-mb", type=float, default=64.0,
                     help="fail when server RSS grows more than this between the load's halves")
+    ap.add_argument("--tiny", action="store_true", help="3 requests, concurrency 2, 1 baseline image: a smoke run")
     args = ap.parse_args()
+    if args.tiny:
+        args.requests, args.concurrency, args.baseline_n = 3, 2, 1
     if args.requests < 1 or args.concurrency < 1 or args.baseline_n < 1:
         ap.error(f"-n ({args.requests}), -c ({args.concurrency}) and --baseline-n ({args.baseline_n}) must be >= 1")
     if args.concurrency > args.max_concurrent + args.max_queue:
@@ -238,6 +249,7 @@ def main() -> int:
 
     base = baseline(payloads, args.baseline_n, args.heatmaps)
     b50 = percentile(base["lat"], 50)
+    print(f"precision: --precision auto = the cards' inference_precision: {base['precision']}")
     print(f"\nbaseline (in-process Analyzer.analyze, no HTTP, QC {'on' if base['qc'] else 'off'}): "
           f"{args.baseline_n} images, p50 {b50 * 1e3:.0f} ms, p95 {percentile(base['lat'], 95) * 1e3:.0f} ms, "
           f"{args.baseline_n / base['wall']:.2f} images/s")

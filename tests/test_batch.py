@@ -116,7 +116,7 @@ def test_local_segment_end_to_end(job, reference, tmp_path, capsys):
     pd.testing.assert_frame_equal(df, reference)  # deterministic on rerun
     success = json.loads((task / "_SUCCESS.json").read_text())
     assert (success["rows"], success["errors"], success["shards"], success["engine"]) == (8, 2, 3, "local")
-    plan = json.loads((task / "_plan.json").read_text())
+    plan = json.loads((task / "_plan.json").read_text())["plan"]
     assert plan["shard_size"] == SHARD and plan["task"] == "segment" and plan["models"]["segmenter"]["name"] == "hybridgnet"
 
     # The batch rows are `cxrkit segment`'s rows (same functions), up to batch-composition float noise.

@@ -20,7 +20,7 @@ from cxrkit.data.chexmask import iter_records
 from cxrkit.errors import CxrkitError, MissingDependencyError
 from cxrkit.io import rle
 from cxrkit.warehouse import connect, convert_csv, runs_geometry
-from cxrkit.warehouse import convert as convert_mod
+from cxrkit.warehouse import columns as columns_mod
 
 SAMPLE = Path(cxrkit.__file__).parent / "demo" / "sample" / "chexmask" / "ChestX-Ray8_sample.csv"
 NIH_SAMPLE = Path(cxrkit.__file__).parent / "demo" / "sample" / "nih" / "Data_Entry_2017_v2020.csv.gz"
@@ -149,7 +149,7 @@ def test_resume_after_interruption_writes_every_row_once(tmp_path: Path, monkeyp
 
     # 2. crashed in the middle of part 3 (after one of its row groups was written)
     calls = {"n": 0}
-    real_add = convert_mod._Buffer.add
+    real_add = columns_mod.RowBuffer.add
 
     def crashing_add(self, *args, **kwargs):
         calls["n"] += 1
@@ -157,14 +157,14 @@ def test_resume_after_interruption_writes_every_row_once(tmp_path: Path, monkeyp
             raise KeyboardInterrupt("simulated crash")
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(convert_mod._Buffer, "add", crashing_add)
+    monkeypatch.setattr(columns_mod.RowBuffer, "add", crashing_add)
     with pytest.raises(KeyboardInterrupt):
         convert_csv(src, tmp_path / "b", rows_per_file=5, row_group_size=2)
-    monkeypatch.setattr(convert_mod._Buffer, "add", real_add)
+    monkeypatch.setattr(columns_mod.RowBuffer, "add", real_add)
     folder = tmp_path / "b" / "big"
     assert sorted(p.name for p in folder.iterdir()) == ["_progress.json", "part-00000.parquet", "part-00001.parquet"]
     manifest = json.loads((folder / "_progress.json").read_text())
-    assert manifest["rows_consumed"] == 10 and not manifest["complete"]
+    assert manifest["state"]["rows_consumed"] == 10 and not manifest["state"]["complete"]
     resumed = convert_csv(src, tmp_path / "b", rows_per_file=5, row_group_size=2)
     table = read_dataset(folder)
     assert table.equals(expected)

@@ -25,7 +25,6 @@ from cxrkit.batch.ray_engine import RayOptions, run_ray
 from cxrkit.batch.shards import (
     SUCCESS_FILE,
     ShardPlan,
-    clean_temporaries,
     pending_shards,
     plan_document,
     prepare_dir,
@@ -101,7 +100,6 @@ def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, sp
     plan = ShardPlan(len(manifest), shard_size)
     task_dir = Path(out) / spec.kind
     prepare_dir(task_dir, plan_document(manifest, plan, describe(spec)), overwrite)
-    clean_temporaries(task_dir)
     todo = pending_shards(task_dir, plan, redo_errors)
     skipped = plan.shards - len(todo)
     if max_shards is not None:

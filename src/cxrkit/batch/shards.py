@@ -24,15 +24,16 @@ from pathlib import Path
 
 from cxrkit.batch.manifest import Manifest, ManifestRow
 from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.io.progress import ProgressRecord, remove_temporaries
 from cxrkit.io.atomic import atomic_open, write_text
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "_plan.json"
 SUCCESS_FILE = "_SUCCESS.json"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 1: the plan before ProgressRecord
 # Keys of the plan that must match for a rerun to continue the same job.
-_PLAN_KEYS = ("version", "manifest_sha256", "rows", "shard_size", "task", "models", "qc", "box_policy")
+_PLAN_KEYS = ("manifest_sha256", "rows", "shard_size", "task", "models", "qc", "box_policy")
 
 
 @dataclass(frozen=True)
@@ -69,47 +70,37 @@ def shard_path(task_dir: str | os.PathLike, k: int) -> Path:
 def plan_document(manifest: Manifest, plan: ShardPlan, task: dict) -> dict:
     """The ``_plan.json`` content: the manifest (path, digest of its resolved paths and ids), rows, shard
     size and :func:`cxrkit.batch.tasks.describe`'s task, models and options."""
-    doc = {"version": PLAN_VERSION, "manifest": str(manifest.source), "manifest_sha256": manifest.digest(),
+    doc = {"manifest": str(manifest.source), "manifest_sha256": manifest.digest(),
            "rows": plan.rows, "shard_size": plan.shard_size, "shards": plan.shards}
     doc.update(task)
     return doc
 
 
 def prepare_dir(task_dir: str | os.PathLike, doc: dict, overwrite: bool = False) -> None:
-    """Create ``task_dir`` and its ``_plan.json``; an existing plan must match ``doc`` (same job) or the
-    call refuses with the differing keys, unless ``overwrite`` clears the folder's shards first."""
+    """Create ``task_dir`` and its ``_plan.json`` (a :class:`~cxrkit.io.progress.ProgressRecord`); an existing
+    plan must match ``doc`` on the keys that decide the output (same job) or the call refuses with the differing
+    keys, unless ``overwrite`` clears the folder's shards first. Temporaries of killed writers are removed (call
+    it only while no job writes into ``task_dir``)."""
     task_dir = Path(task_dir)
-    plan_file = task_dir / PLAN_FILE
+    record = ProgressRecord(task_dir / PLAN_FILE, doc, keys=_PLAN_KEYS, version=PLAN_VERSION)
     if overwrite and task_dir.is_dir():
-        for p in list(task_dir.glob("shard-*.parquet")) + [task_dir / SUCCESS_FILE, plan_file]:
+        for p in list(task_dir.glob("shard-*.parquet")) + [task_dir / SUCCESS_FILE]:
             p.unlink(missing_ok=True)
-    elif plan_file.is_file():
-        try:
-            old = json.loads(plan_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{plan_file}: unreadable plan ({exc}); use --overwrite to start over") from None
-        diff = [k for k in _PLAN_KEYS if old.get(k) != doc.get(k)]
-        if diff:
-            raise UsageError(f"{plan_file}: {task_dir} holds another job (differs in {', '.join(diff)}: "
-                              f"{ {k: old.get(k) for k in diff} } vs { {k: doc.get(k) for k in diff} }); "
-                              "use another --out or --overwrite to start over")
+        record.remove()
+    elif record.path.is_file():
+        record.load(hint="use another --out or --overwrite to start over")  # refuses another job
+        remove_temporaries(task_dir, (".shard-*.tmp",))
         return
     elif task_dir.is_dir() and any(task_dir.glob("shard-*.parquet")):
         raise UsageError(f"{task_dir}: has shard files but no {PLAN_FILE}; use another --out or --overwrite")
     task_dir.mkdir(parents=True, exist_ok=True)
-    write_text(plan_file, json.dumps(doc, indent=1) + "\n")
+    remove_temporaries(task_dir, (".shard-*.tmp",))
+    record.save({})
 
 
-def clean_temporaries(task_dir: str | os.PathLike) -> int:
-    """Remove temporary shard files left by killed writers (``.shard-*.tmp``); returns how many. Call it
-    only while no job writes into ``task_dir``."""
-    n = 0
-    for p in Path(task_dir).glob(".shard-*.tmp"):
-        p.unlink(missing_ok=True)
-        n += 1
-    if n:
-        log.info("%s: removed %d temporary files of an interrupted run", task_dir, n)
-    return n
+def read_plan(task_dir: str | os.PathLike) -> dict:
+    """The plan stored in ``task_dir/_plan.json``."""
+    return json.loads((Path(task_dir) / PLAN_FILE).read_text())["plan"]
 
 
 def shard_counts(path: str | os.PathLike) -> tuple[int, int]:

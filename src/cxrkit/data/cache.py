@@ -2,7 +2,8 @@
 
 Layout of a cache folder::
 
-    meta.json      {"format": "cxrkit-image-cache/1", "size": S, "count": N}
+    meta.json      the progress record (:class:`~cxrkit.io.progress.ProgressRecord`): the plan {"format":
+                   "cxrkit-image-cache/2", "size": S, "count": N, "names_sha256"}; written last when the folder is made
     names.txt      one image file name per line (row i of the arrays)
     pixels.u8      uint8 memmap (N, S, S): the image padded to a centred square and area-resized to S x S
                    (:class:`~cxrkit.io.geometry.SquareResize`, the geometry of every model card, exactly as
@@ -18,6 +19,7 @@ done are skipped, so an interrupted build continues where it stopped. Reading ne
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from cxrkit.data.locate import ImageLocator
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.io.progress import ProgressRecord
 from cxrkit.io.atomic import write_text
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
@@ -46,10 +49,13 @@ class ImageCache:
         self.path = Path(path)
         meta_file = self.path / "meta.json"
         if not meta_file.is_file():
-            raise CxrkitError(f"{self.path}: not an image cache (no meta.json); build it with `cxrkit cache build`")
-        meta = json.loads(meta_file.read_text())
+            raise UsageError(f"{self.path}: not an image cache (no meta.json); build it with `cxrkit cache build`")
+        try:
+            meta = json.loads(meta_file.read_text())["plan"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"{meta_file}: not a cache record of this cxrkit (format {FORMAT!r}); rebuild it") from None
         if meta.get("format") != FORMAT:
-            raise CxrkitError(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
+            raise UsageError(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}; rebuild the cache")
         self.size = int(meta["size"])
         self.names = (self.path / "names.txt").read_text().split("\n")[: int(meta["count"])]
         n = len(self.names)
@@ -124,22 +130,17 @@ def build_cache(
     if n == 0:
         raise CxrkitError("build_cache: no images to cache")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "size": int(size), "count": n}
-    meta_file = out / "meta.json"
-    if meta_file.is_file():
-        old = json.loads(meta_file.read_text())
-        old_names = (out / "names.txt").read_text().split("\n")[: int(old.get("count", 0))]
-        if old != meta or old_names != names:
-            raise CxrkitError(
-                f"{out}: holds a cache of {old.get('count')} images at size {old.get('size')}; "
-                f"asked for {n} at size {size}; use another folder"
-            )
+    plan = {"format": FORMAT, "size": int(size), "count": n,
+            "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()}
+    record = ProgressRecord(out / "meta.json", plan)
+    if record.path.is_file():
+        record.load(hint="it holds a cache of other images or another size; use another folder")
     else:
         np.memmap(out / "pixels.u8", dtype=np.uint8, mode="w+", shape=(n, size, size)).flush()
         np.memmap(out / "shape.i32", dtype=np.int32, mode="w+", shape=(n, 2)).flush()
         np.memmap(out / "state.u8", dtype=np.uint8, mode="w+", shape=(n,)).flush()
         write_text(out / "names.txt", "\n".join(names))
-        write_text(meta_file, json.dumps(meta))  # written last: its presence means the arrays exist
+        record.save()  # written last: its presence means the arrays exist
     state = np.memmap(out / "state.u8", dtype=np.uint8, mode="r+", shape=(n,))
     todo: list[tuple[int, str]] = []
     errors: dict[int, str] = {}

@@ -13,13 +13,8 @@ imported lazily and a missing one raises :class:`~cxrkit.errors.MissingDependenc
 
 from __future__ import annotations
 
-from cxrkit.warehouse.convert import (
-    DERIVED_COLUMNS,
-    ConvertSummary,
-    convert_csv,
-    dataset_name,
-    runs_geometry,
-)
+from cxrkit.warehouse.columns import DERIVED_COLUMNS, runs_geometry
+from cxrkit.warehouse.convert import ConvertSummary, convert_csv, dataset_name
 from cxrkit.warehouse.query import connect, nih_table, parquet_files, run_query
 
 __all__ = [
