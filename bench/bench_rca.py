@@ -30,6 +30,8 @@ SimpleITK parameters (:data:`SITK_PARAMS`; images are the 128 px square query/re
   * B-spline: cubic, 8 x 8 mesh over the image, on top of the affine (moving initial transform), Mattes
     mutual information (32 bins, 10 % random samples, seed 0), L-BFGS-B (gradient tolerance 1e-5, at
     most 100 iterations, 5 corrections, 1,000 evaluations), pyramid shrink 2 / 1, smoothing 1 / 0 pixels;
+  * a stage that stops with an ITK error (all samples outside the moving image) is skipped, keeping the
+    transform before it; the count is printed;
   * the composite transform (fixed = reference -> moving = query) is turned into a dense 256 x 256
     sampling grid; the query masks are warped with it bilinearly and thresholded at 0.5, as cxrkit does.
 SimpleITK is optional (``pip install SimpleITK``); without it the script says so and compares the two
@@ -73,6 +75,7 @@ class SitkRca:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         self.reference = reference
         self.p = params
+        self.failures = {"affine": 0, "bspline": 0, "pairs": 0}  # ITK exceptions (the stage is then skipped)
         self.scale = reference.masks.shape[-1] / reference.images.shape[-1]  # mask px per image px
         self.fixed = [self._image(reference.images[k, 0].numpy()) for k in range(len(reference))]
         m = reference.masks.shape[-1]
@@ -105,9 +108,14 @@ class SitkRca:
                                                    numberOfIterations=p["affine_iterations"],
                                                    relaxationFactor=p["affine_relaxation"])
         r.SetOptimizerScalesFromPhysicalShift()
-        r.SetInitialTransform(sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.AffineTransform(2), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
-        affine = r.Execute(fixed, moving)
+        init = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(2),
+                                                 sitk.CenteredTransformInitializerFilter.GEOMETRY)
+        r.SetInitialTransform(init, inPlace=False)
+        try:
+            affine = r.Execute(fixed, moving)
+        except RuntimeError:  # ITK gives up when the samples leave the moving image: keep the initial transform
+            self.failures["affine"] += 1
+            affine = init
         bspline = sitk.BSplineTransformInitializer(fixed, [p["bspline_mesh"]] * 2, order=3)
         r = self._method(p["bspline_shrink"], p["bspline_sigmas"])
         r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=p["bspline_tolerance"],
@@ -116,7 +124,11 @@ class SitkRca:
                                maximumNumberOfFunctionEvaluations=p["bspline_evaluations"])
         r.SetMovingInitialTransform(affine)
         r.SetInitialTransform(bspline, inPlace=True)
-        r.Execute(fixed, moving)
+        try:
+            r.Execute(fixed, moving)
+        except RuntimeError:  # as above: the affine alone
+            self.failures["bspline"] += 1
+            return affine
         t = sitk.CompositeTransform(2)
         t.AddTransform(affine)
         t.AddTransform(bspline)  # applied first: moving point = affine(bspline(fixed point))
@@ -131,6 +143,7 @@ class SitkRca:
         xx, yy = self._xy
         grids = []
         for fixed in self.fixed:
+            self.failures["pairs"] += 1
             t = self.register_pair(fixed, moving)
             d = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
                 t, sitk.sitkVectorFloat64, [m, m], (0.0, 0.0), (1.0, 1.0)))  # (M, M, 2): x, y displacement
@@ -238,6 +251,10 @@ def main() -> None:
           f"{len(rows) // (3 * len(cases))} candidates; torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s); {sitk_note}")
     print(f"time per image: mean over {len(timed)} images of the best of {args.repeat} interleaved passes")
+    if "simpleitk" in estimators:
+        f = estimators["simpleitk"].failures
+        print(f"SimpleITK: of {f['pairs']} registrations, {f['affine']} affine and {f['bspline']} B-spline stages "
+              f"stopped with an ITK error (samples outside the moving image); the previous transform was kept")
     base = per_image["learned"]
     for m in methods:
         print(f"  {labels[m]:60s} {1000 * per_image[m]:9.1f} ms/image   {per_image[m] / base:7.1f}x the learned time")

@@ -20,13 +20,16 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from cxrkit.errors import ModelError, UnknownModelError
 from cxrkit.models.cards import ModelCard
 from cxrkit.models.cards import arch as _arch
 from cxrkit.models.checkpoint import read_checkpoint
 from cxrkit.models.device import resolve_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrkit.models.module import CxrModule
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def create_model(
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = False,
     **overrides: Any,
-):
+) -> "CxrModule":
     """Build model ``name``; ``overrides`` replace fields of its default card (e.g. ``input_size``).
 
     Architecture keyword arguments can be given as ``architecture={...}`` (merged into the default).
@@ -133,7 +136,7 @@ def create_model(
     return build(card)
 
 
-def build(card: ModelCard):
+def build(card: ModelCard) -> "CxrModule":
     """Build the untrained network described by ``card`` and attach the card (a card from an older
     checkpoint without ``outputs`` gets its family's)."""
     entry = _entry(card.name)
@@ -162,7 +165,7 @@ def load_checkpoint(
     expect_labels: tuple[str, ...] | None = None,
     expect_input_size: int | None = None,
     expect_sha256: str | None = None,
-):
+) -> "CxrModule":
     """Build the model a checkpoint describes and load its verified weights (eval mode)."""
     payload = read_checkpoint(path)
     card: ModelCard = payload["card"]
@@ -195,7 +198,7 @@ def is_checkpoint_path(spec: str | os.PathLike) -> bool:
 
 
 def load_model(spec: str | os.PathLike | None, *, default: str | None = None, task: str | None = None,
-               needs: str | Sequence[str] = (), device: Any = "cpu"):
+               needs: str | Sequence[str] = (), device: Any = "cpu") -> "CxrModule":
     """The one way cxrkit's commands, batch jobs, analysis and the service get a model.
 
     Args:

@@ -1,0 +1,53 @@
+"""Every benchmark script in bench/ still runs: each ``bench/bench_*.py`` with ``--tiny`` (a few items, one
+repeat, seconds) in a subprocess. No figure is asserted (timings are not tests); the script must exit 0 and
+print something. Scripts are found by globbing, so a new bench script is covered automatically and must
+accept ``--tiny``.
+
+Scripts that fall back to the bundled sample (``src/cxrkit/demo/sample``) run everywhere; the ones that
+need ``../shared/data`` (:data:`NEEDS_SHARED`) are marked ``realdata`` and skip with a reason without it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA, shared_path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("bench_*.py"))
+
+#: script -> the path under ../shared/data it cannot run without (the others fall back to the bundled sample)
+NEEDS_SHARED = {"bench_rca.py": ("segmentation", "jsrt")}
+#: script -> module it imports that only an optional extra provides (in the ``test`` extra, so CI runs it)
+NEEDS_MODULE = {"bench_batch.py": "ray", "bench_service.py": "httpx", "bench_warehouse.py": "duckdb"}
+TIMEOUT_S = 900  # generous: a loaded 2-core machine; each script takes seconds on an idle one
+
+
+def _params():
+    for name in SCRIPTS:
+        marks = [pytest.mark.realdata] if name in NEEDS_SHARED else []
+        yield pytest.param(name, marks=marks, id=name)
+
+
+def test_bench_scripts_found():
+    assert "bench_pipeline.py" in SCRIPTS and "bench_rle.py" in SCRIPTS and len(SCRIPTS) >= 12, SCRIPTS
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_bench_script_runs_tiny(name, tmp_path):
+    if name in NEEDS_SHARED:
+        shared_path(*NEEDS_SHARED[name])
+    if name in NEEDS_MODULE:
+        pytest.importorskip(NEEDS_MODULE[name])
+    env = dict(os.environ, CXRKIT_SHARED_DATA=str(SHARED_DATA), RAY_USAGE_STATS_ENABLED="0",
+               TMPDIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / name), "--tiny"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{name} --tiny exited {proc.returncode}:\n{out[-4000:]}"
+    assert proc.stdout.strip(), f"{name} --tiny printed nothing:\n{out[-2000:]}"
