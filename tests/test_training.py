@@ -72,14 +72,16 @@ def test_train_few_steps_checkpoints_metrics_and_exact_resume(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 2
     metrics = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
-    assert metrics[0].startswith("epoch,train_loss,lr") and len(metrics) == 3
+    header = metrics[0].split(",")
+    assert header[:2] == ["step", "train_loss"] and {"epoch", "val_mean_auroc", "lr", "img_per_s"} <= set(header)
+    assert len(metrics) == 3
     assert "val_mean_auroc" in metrics[0] and "auroc_Effusion" in metrics[0]
     full = read_checkpoint(tmp_path / "a" / "last.pt")
     assert (tmp_path / "a" / "best.pt").is_file()
 
     # Interrupted run: stop after 1 epoch, resume to 2 -> identical weights to the uninterrupted run.
     assert main(_train_args(nih, tmp_path / "b", 2, ("--stop-after-epochs", "1"))) == 0
-    assert read_checkpoint(tmp_path / "b" / "last.pt")["training"]["state"]["epoch"] == 1
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["training"]["state"]["history"][-1]["epoch"] == 1
     assert main(_train_args(nih, tmp_path / "b", 2)) == 0
     resumed = read_checkpoint(tmp_path / "b" / "last.pt")
     assert resumed["card"].weights_sha256 == full["card"].weights_sha256

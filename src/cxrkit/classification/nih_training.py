@@ -53,14 +53,15 @@ def nih_splits(metadata: str | os.PathLike, images: str | os.PathLike, split_dir
 
 
 def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.1, cache: str | None = None,
-              resume: bool = True, progress: bool = True, stop_after_epochs: int | None = None) -> dict[str, Any]:
+              resume: bool = True, progress: bool = True, stop_after_epochs: int | None = None,
+              device: str = "auto") -> dict[str, Any]:
     """Train ``config`` (a :class:`~cxrkit.classification.train.TrainConfig`) on the NIH layout."""
 
     tables, locator = nih_splits(metadata, images, split_dir, val_fraction, config.seed)
     if len(tables["val"]) == 0:
         raise UsageError("the validation split is empty; add images or raise --val-fraction")
     source: Any = locator
-    d = init_distributed()
+    d = init_distributed(device)
     if cache:
         names = list(tables["train"]["Image Index"]) + list(tables["val"]["Image Index"])
         if d.main:

@@ -36,11 +36,13 @@ from cxrkit.classification.losses import LOSSES, get_loss
 from cxrkit.data.torch_datasets import collate
 from cxrkit.errors import UsageError
 from cxrkit.findings import FINDINGS
-from cxrkit.io.atomic import write_records_csv, write_text
+from cxrkit.io.atomic import write_text
 from cxrkit.metrics.auroc import auroc
-from cxrkit.models.checkpoint import read_checkpoint, save_checkpoint, state_dict_sha256
+from cxrkit.models.checkpoint import state_dict_sha256
 from cxrkit.models.preprocess import normalize
+from cxrkit.models.device import resolve_device
 from cxrkit.models.registry import create_model
+from cxrkit.training import Schedule, StepLoop
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +101,13 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed() -> Dist:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1); else a single process."""
+def init_distributed(device: str = "auto") -> Dist:
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1); else a single process on
+    ``device`` (``auto``: CUDA when present; see :func:`cxrkit.models.device.resolve_device`)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
     if world <= 1:
-        return Dist(device=torch.device("cuda" if cuda else "cpu"))
+        return Dist(device=resolve_device(device))
+    cuda = torch.cuda.is_available() and resolve_device(device).type == "cuda"
     rank = int(os.environ["RANK"])
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
@@ -179,23 +182,16 @@ def mean_auroc(probs: np.ndarray, labels: np.ndarray) -> tuple[float, list[float
 
 # ------------------------------------------------------------------------------------------- trainer
 class Trainer:
-    """Train ``config.model`` on ``train_ds``, validate on ``val_ds``, write everything under ``out``."""
+    """Train ``config.model`` on ``train_ds``, validate on ``val_ds``, write everything under ``out``; one
+    optimizer step of the :class:`~cxrkit.training.StepLoop` is ``accum_steps`` micro-batches, and the loop
+    evaluates and checkpoints at the end of every epoch."""
 
-    def __init__(self, config: TrainConfig, out: str | os.PathLike, dist_info: Dist | None = None):
+    def __init__(self, config: TrainConfig, out: str | os.PathLike, dist_info: Dist | None = None,
+                 device: str = "auto"):
         self.cfg = config
         self.out = Path(out)
-        self.dist = dist_info or init_distributed()
+        self.dist = dist_info or init_distributed(device)
         self.loss_fn = get_loss(config.loss)
-
-    # lr schedule ---------------------------------------------------------------------------------
-    def _lr(self, step: int, total: int, plateau_factor: float) -> float:
-        c = self.cfg
-        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps > 0 else 1.0
-        if c.schedule == "cosine":
-            after = max(0, step - c.warmup_steps)
-            span = max(1, total - c.warmup_steps)
-            return c.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, after / span)))
-        return c.lr * warm * plateau_factor
 
     def fit(self, train_ds, val_ds, resume: bool = True, progress: bool = True,
             stop_after_epochs: int | None = None) -> dict[str, Any]:
@@ -204,10 +200,7 @@ class Trainer:
         ``stop_after_epochs`` ends this run after that many epochs (e.g. to fit a cluster job's time
         limit); the next call resumes from ``last.pt`` exactly where it stopped.
         """
-        from tqdm.auto import tqdm
-
         c, d = self.cfg, self.dist
-        self.out.mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG state left alone
             torch.manual_seed(_seed(c.seed, 0))
             model = create_model(c.model, input_size=c.input_size, labels=c.labels,
@@ -216,108 +209,32 @@ class Trainer:
         if c.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "plateau_factor": 1.0,
-                 "bad_epochs": 0, "history": []}
-        last = self.out / "last.pt"
-        if resume and last.is_file():
-            payload = read_checkpoint(last)
-            saved = payload["training"]
-            if saved["config"] != json.loads(json.dumps(c.to_dict())):
-                diff = {k: (saved["config"].get(k), v) for k, v in json.loads(json.dumps(c.to_dict())).items()
-                        if saved["config"].get(k) != v}
-                raise UsageError(f"{last}: was trained with another configuration {diff}; use a new --out")
-            _unwrap(model).load_state_dict(payload["state_dict"])
-            opt.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            log.info("resuming from %s at epoch %d", last, state["epoch"])
-        net = model
-        if d.world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-
         steps_per_epoch = math.ceil(len(epoch_indices(len(train_ds), c.seed, 0, d.rank, d.world)) / c.batch_size)
         if c.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, c.max_steps_per_epoch)
-        total_opt_steps = c.epochs * math.ceil(steps_per_epoch / c.accum_steps)
+        opt_per_epoch = math.ceil(steps_per_epoch / c.accum_steps)
+        schedule = Schedule(c.lr, c.epochs * opt_per_epoch, "plateau" if c.schedule == "plateau" else "cosine",
+                            warmup=c.warmup_steps, patience=c.plateau_patience)
+        loop = StepLoop(self.out, model, opt, json.loads(json.dumps(c.to_dict())), schedule,
+                        eval_every=opt_per_epoch, metric="val_score", main=d.main, desc="train",
+                        broadcast=(lambda st: _broadcast(st, d)) if d.world > 1 else None)
+        if resume and loop.resume():
+            log.info("resuming from %s at epoch %d", loop.last, loop.state["step"] // opt_per_epoch)
+        net = model
+        if d.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
         use_bf16 = c.bf16 and (d.device.type == "cpu" or torch.cuda.is_bf16_supported())
-
-        end = c.epochs if stop_after_epochs is None else min(c.epochs, state["epoch"] + stop_after_epochs)
-        for epoch in range(state["epoch"], end):
-            t0 = time.perf_counter()
-            net.train()
-            idx = epoch_indices(len(train_ds), c.seed, epoch, d.rank, d.world)
-            loader = _loader(train_ds, idx[: steps_per_epoch * c.batch_size], c.batch_size, c.num_workers)
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not (progress and d.main))
-            running, seen = 0.0, 0
-            opt.zero_grad(set_to_none=True)
-            for i, batch in enumerate(bar):
-                gen = torch.Generator().manual_seed(_seed(c.seed, epoch, i, d.rank, 2))
-                x = batch["image"]
-                if c.augment is not None:
-                    x = augment_batch(x, gen, c.augment)
-                x = _normalize(x, _unwrap(model).card).to(d.device)
-                if c.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = batch["labels"].to(d.device)
-                sync = (i + 1) % c.accum_steps == 0 or i + 1 == steps_per_epoch
-                ctx = net.no_sync() if (d.world > 1 and not sync) else _null()
-                with ctx, torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_seed(c.seed, epoch, i, d.rank, 3))  # dropout etc., scoped to this step
-                    with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        logits = net(x)
-                    loss = self.loss_fn(logits.float(), y) / c.accum_steps
-                    loss.backward()
-                if sync:
-                    lr = self._lr(state["step"], total_opt_steps, state["plateau_factor"])
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    state["step"] += 1
-                running += float(loss.detach()) * c.accum_steps * len(y)
-                seen += len(y)
-                bar.set_postfix(loss=f"{running / max(seen, 1):.4f}")
-            bar.close()
-            if d.world > 1:
-                _average_buffers(model, d.world)
-            train_loss = running / max(seen, 1)
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"],
-                      "seconds": 0.0, "img_per_s": 0.0}
-            if d.main:
-                probs, labels, _ = predict_dataset(model, val_ds, c.batch_size, c.num_workers, use_bf16, d.device)
-                val_loss = float(self.loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)),
-                                              torch.from_numpy(labels)))
-                mean, per = mean_auroc(probs, labels)
-                record.update({"val_loss": val_loss, "val_mean_auroc": mean,
-                               **{f"auroc_{k}": v for k, v in zip(c.labels, per)}})
-                score = mean if not math.isnan(mean) else -val_loss
-                improved = score > state["best"]
-                if improved:
-                    state["best"], state["best_epoch"], state["bad_epochs"] = score, epoch + 1, 0
-                else:
-                    state["bad_epochs"] += 1
-                    if c.schedule == "plateau" and state["bad_epochs"] >= c.plateau_patience:
-                        state["plateau_factor"] *= 0.5
-                        state["bad_epochs"] = 0
-            else:
-                improved = False
-            state = _broadcast(state, d)
-            record["seconds"] = time.perf_counter() - t0
-            record["img_per_s"] = seen * d.world / record["seconds"]
-            state["epoch"] = epoch + 1
-            state["history"] = state["history"] + [record] if d.main else state["history"]
-            if d.main:
-                training = {"config": json.loads(json.dumps(c.to_dict())), "optimizer": opt.state_dict(),
-                            "state": state}
-                save_checkpoint(last, model, training=training)
-                if improved:
-                    save_checkpoint(self.out / "best.pt", model)
-                write_records_csv(self.out / "metrics.csv", state["history"])
-                log.info("epoch %d: train loss %.4f, val mean AUROC %s, %.1f img/s", epoch + 1, train_loss,
-                         f"{record.get('val_mean_auroc', float('nan')):.4f}", record["img_per_s"])
-            if d.world > 1:
-                dist.barrier()
-        summary = {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_score": state["best"],
-                   "last": str(last), "best": str(self.out / "best.pt"), "history": state["history"]}
+        epoch_run = _EpochRun(self, train_ds, net, model, opt, steps_per_epoch, use_bf16)
+        state = loop.run(epoch_run.step, lambda step: epoch_run.evaluate(step, val_ds),
+                         stop_after=None if stop_after_epochs is None else stop_after_epochs * opt_per_epoch,
+                         progress=progress)
+        if d.world > 1:
+            dist.barrier()
+        best_step = state.get("best_step")
+        summary = {"epochs": state["step"] // opt_per_epoch,
+                   "best_epoch": None if best_step is None else best_step // opt_per_epoch,
+                   "best_score": state["best"], "last": str(loop.last), "best": str(self.out / "best.pt"),
+                   "history": state["history"]}
         if d.world > 1:
             summary["ddp_check"] = self._check_ranks(model)
         return summary
@@ -332,6 +249,78 @@ class Trainer:
             if not result["identical"]:
                 log.error("ranks ended with different weights: %s", digests)
         return result
+
+
+class _EpochRun:
+    """The classifier's step function and evaluation over epochs: optimizer step ``k`` of epoch ``e`` consumes
+    micro-batches ``k * accum .. (k + 1) * accum - 1`` of epoch ``e``'s seeded permutation (rank-sharded)."""
+
+    def __init__(self, trainer: Trainer, train_ds, net, model, opt, steps_per_epoch: int, use_bf16: bool) -> None:
+        self.t, self.ds, self.net, self.model, self.opt = trainer, train_ds, net, model, opt
+        self.steps_per_epoch, self.use_bf16 = steps_per_epoch, use_bf16
+        self.opt_per_epoch = math.ceil(steps_per_epoch / trainer.cfg.accum_steps)
+        self.epoch, self.it, self.next_batch = -1, None, 0
+        self.images, self.t0 = 0, time.perf_counter()
+
+    def _batch(self, epoch: int, i: int):
+        c, d = self.t.cfg, self.t.dist
+        if epoch != self.epoch or i != self.next_batch:  # a new epoch (or a resume): rebuild and skip ahead
+            idx = epoch_indices(len(self.ds), c.seed, epoch, d.rank, d.world)
+            self.it = iter(_loader(self.ds, idx[: self.steps_per_epoch * c.batch_size], c.batch_size, c.num_workers))
+            for _ in range(i):
+                next(self.it)
+            self.epoch = epoch
+        self.next_batch = i + 1
+        return next(self.it)
+
+    def step(self, step: int) -> dict[str, float]:
+        c, d = self.t.cfg, self.t.dist
+        epoch, k = divmod(step, self.opt_per_epoch)
+        self.net.train()
+        self.opt.zero_grad(set_to_none=True)
+        first = k * c.accum_steps
+        micro = range(first, min(first + c.accum_steps, self.steps_per_epoch))
+        total, seen = 0.0, 0
+        for i in micro:
+            batch = self._batch(epoch, i)
+            gen = torch.Generator().manual_seed(_seed(c.seed, epoch, i, d.rank, 2))
+            x = batch["image"].to(d.device)
+            if c.augment is not None:  # batched, on the device (the parameters come from the CPU generator)
+                x = augment_batch(x, gen, c.augment)
+            x = _normalize(x, _unwrap(self.model).card)
+            if c.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["labels"].to(d.device)
+            last = i == micro[-1]
+            ctx = self.net.no_sync() if (d.world > 1 and not last) else _null()
+            with ctx, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_seed(c.seed, epoch, i, d.rank, 3))  # dropout etc., scoped to this step
+                with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                    logits = self.net(x)
+                loss = self.t.loss_fn(logits.float(), y) / len(micro)
+                loss.backward()
+            total += float(loss.detach()) * len(micro) * len(y)
+            seen += len(y)
+        self.opt.step()
+        self.images += seen
+        if k == self.opt_per_epoch - 1 and d.world > 1:
+            _average_buffers(self.model, d.world)
+        return {"loss": total / max(seen, 1)}
+
+    def evaluate(self, step: int, val_ds) -> dict[str, float]:
+        c, d = self.t.cfg, self.t.dist
+        seconds = time.perf_counter() - self.t0
+        rec: dict[str, float] = {"epoch": step // self.opt_per_epoch,
+                                 "img_per_s": self.images * d.world / max(seconds, 1e-9)}
+        probs, labels, _ = predict_dataset(self.model, val_ds, c.batch_size, c.num_workers, self.use_bf16, d.device)
+        val_loss = float(self.t.loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)),
+                                        torch.from_numpy(labels)))
+        mean, per = mean_auroc(probs, labels)
+        rec.update({"val_loss": val_loss, "val_mean_auroc": mean, "val_score": mean if not math.isnan(mean) else -val_loss,
+                    **{f"auroc_{k}": v for k, v in zip(c.labels, per)}})
+        log.info("epoch %d: val mean AUROC %.4f, %.1f img/s", rec["epoch"], mean, rec["img_per_s"])
+        self.images, self.t0 = 0, time.perf_counter()
+        return rec
 
 
 def _average_buffers(model, world: int) -> None:

@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weight of the auxiliary soft-Dice loss on labelled pairs of the JSRT training split "
                         "(default 1, as the shipped weights; 0: unsupervised, images only)")
     t.add_argument("--threads", type=positive_int)
+    t.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                   help="where to train (default auto: CUDA when present)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
@@ -193,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
     moving = expand_image_paths(extra) if extra else []
     cfg = RegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                          mask_weight=args.mask_weight)
-    summary = train_registration(cfg, fixed, moving, args.out, progress=not args.quiet)
+    summary = train_registration(cfg, fixed, moving, args.out, progress=not args.quiet, device=args.device)
     sys.stdout.write(f"{args.out}: {summary['steps']} steps, validation local NCC {summary['val_local_ncc']:.4f}, "
                      f"weights {summary['best']}\n")
     return 0

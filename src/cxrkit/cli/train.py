@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--hflip", action="store_true", help="also flip left-right (off: anatomy is not symmetric)")
-    p.add_argument("--workers", type=nonneg_int, default=2, help="data loader processes")
+    p.add_argument("--workers", type=nonneg_int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                   help="where to train (default auto: CUDA when present; under torchrun each rank its local GPU)")
     p.add_argument("--val-fraction", type=open_fraction, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", help="preprocessing cache folder (built/resumed here first; much faster loading)")
@@ -68,7 +70,7 @@ def _train(args: argparse.Namespace) -> int:
                       max_steps_per_epoch=args.max_steps_per_epoch)
     summary = train_nih(cfg, args.metadata, args.images, args.split_dir, args.out, val_fraction=args.val_fraction,
                         cache=args.cache, resume=not args.no_resume, progress=not args.quiet,
-                        stop_after_epochs=args.stop_after_epochs)
+                        stop_after_epochs=args.stop_after_epochs, device=args.device)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

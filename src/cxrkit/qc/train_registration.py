@@ -18,9 +18,7 @@ Randomness only from seeded generators.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -29,10 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrkit.errors import CxrkitError
-from cxrkit.io.atomic import write_records_csv
+from cxrkit.errors import CxrkitError, InputError, UsageError
 from cxrkit.io.images import load_gray8
-from cxrkit.models.checkpoint import resume_state, save_checkpoint
+from cxrkit.models.checkpoint import save_checkpoint
 from cxrkit.models.registry import create_model
 from cxrkit.qc.reference import to_square
 from cxrkit.qc.register import Transform, bending, local_ncc, ncc, standardize
@@ -40,6 +37,9 @@ from cxrkit.segmentation.augment import random_similarity, similarity_theta
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrkit.qc.reference import ReferenceSet
+
+from cxrkit.models.device import resolve_device
+from cxrkit.training import Schedule, StepLoop
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +88,30 @@ def transform_loss(t, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, 
 
 
 def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving: Sequence[str | os.PathLike],
-                       out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) ``rca_regnet``; returns a summary with the final validation local NCC.
+                       out: str | os.PathLike, progress: bool = True, device: str = "auto") -> dict[str, Any]:
+    """Train (or resume) ``rca_regnet`` on ``device``; returns a summary with the final validation local NCC.
 
     ``fixed``: the fixed pool with its masks (a :class:`cxrkit.qc.reference.ReferenceSet` loaded at the
-    network's input size for images and masks); the moving pool is its images plus ``extra_moving``."""
-    from tqdm.auto import tqdm
-
-
+    network's input size for images and masks); the moving pool is its images plus ``extra_moving``. The loop,
+    schedule (cosine), checkpoints and exact resume are :class:`cxrkit.training.StepLoop`'s."""
     if cfg.mask_weight < 0 or cfg.steps < 1 or cfg.batch_size < 1:
-        raise CxrkitError(f"registration training needs mask_weight >= 0, steps >= 1 and batch_size >= 1; got "
-                          f"{cfg.mask_weight!r}, {cfg.steps!r}, {cfg.batch_size!r}")
+        raise UsageError(f"registration training needs --mask-weight >= 0, --steps >= 1 and --batch-size >= 1; got "
+                         f"{cfg.mask_weight!r}, {cfg.steps!r}, {cfg.batch_size!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = create_model("rca_regnet")
     size = model.card.input_size
     if fixed.images.shape[-1] != size or fixed.masks.shape[-1] != size:
-        raise CxrkitError(f"the fixed pool must be loaded at {size} px for images and masks, got "
-                          f"{fixed.images.shape[-1]} and {fixed.masks.shape[-1]}")
+        raise InputError(f"the fixed pool must be loaded at {size} px for images and masks, got "
+                         f"{fixed.images.shape[-1]} and {fixed.masks.shape[-1]}")
+    model.to(dev)
     extra = load_images(extra_moving, size) if extra_moving else fixed.images[:0]
-    moving_all = standardize(torch.cat([fixed.images, extra]))
-    fixed_all = standardize(fixed.images)
-    fixed_masks = fixed.masks.float() if cfg.mask_weight > 0 else None
+    moving_all = standardize(torch.cat([fixed.images, extra])).to(dev)
+    fixed_all = standardize(fixed.images).to(dev)
+    fixed_masks = fixed.masks.float().to(dev) if cfg.mask_weight > 0 else None
     # A fixed held-out check: the last 8 moving images, misaligned once, against the first fixed images.
     vgen = torch.Generator().manual_seed(cfg.seed + 99)
     nval = min(8, max(1, len(moving_all) // 10))
@@ -121,19 +119,15 @@ def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving:
     val_f = fixed_all[torch.arange(nval) % len(fixed_all)]
     moving_train = moving_all[:-nval] if len(moving_all) > nval else moving_all
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
-    state: dict[str, Any] = {"step": 0, "history": []}
-    last = out / "last.pt"
-    state = resume_state(last, asdict(cfg), model, opt) or state
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="registration train", disable=not progress)
-    t0, running = time.perf_counter(), []
-    while state["step"] < cfg.steps:
-        step = state["step"]
+    loop = StepLoop(out, model, opt, asdict(cfg), Schedule(cfg.lr, cfg.steps, "cosine"), eval_every=cfg.eval_every,
+                    desc="registration train")
+    loop.resume()
+
+    def step_fn(step: int) -> dict[str, float]:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         im = torch.randint(0, len(moving_train), (cfg.batch_size,), generator=gen)
         jf = torch.randint(0, len(fixed_all), (cfg.batch_size,), generator=gen)
         m = standardize(_misalign(moving_train[im], gen, cfg))
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         model.train()
         loss, _ = registration_loss(model, m, fixed_all[jf], cfg.smooth, cfg.window)
         if fixed_masks is not None:  # labelled pairs from the fixed pool: the auxiliary anatomical loss
@@ -150,20 +144,15 @@ def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state["step"] += 1
-        running.append(float(loss.detach()))
-        bar.update(1)
-        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
-            model.eval()
-            with torch.inference_mode():
-                _, vloc = registration_loss(model, val_m, val_f, cfg.smooth, cfg.window)
-            rec = {"step": state["step"], "train_loss": float(np.mean(running)), "val_local_ncc": 1 - float(vloc),
-                   "seconds": time.perf_counter() - t0}
-            running = []
-            state["history"].append(rec)
-            save_checkpoint(last, model, training={"config": asdict(cfg), "optimizer": opt.state_dict(), "state": state})
-            write_records_csv(out / "metrics.csv", state["history"])
-            bar.set_postfix(val_lncc=f"{rec['val_local_ncc']:.3f}")
-    bar.close()
-    save_checkpoint(out / "best.pt", model)
-    return {"steps": state["step"], "val_local_ncc": state["history"][-1]["val_local_ncc"], "best": str(out / "best.pt")}
+        return {"loss": float(loss.detach())}
+
+    def evaluate(step: int) -> dict[str, float]:
+        model.eval()
+        with torch.inference_mode():
+            _, vloc = registration_loss(model, val_m, val_f, cfg.smooth, cfg.window)
+        return {"val_local_ncc": 1 - float(vloc)}
+
+    state = loop.run(step_fn, evaluate, progress=progress)
+    save_checkpoint(Path(out) / "best.pt", model)  # the final weights (no model selection by the image loss)
+    return {"steps": state["step"], "val_local_ncc": state["history"][-1]["val_local_ncc"],
+            "best": str(Path(out) / "best.pt")}
