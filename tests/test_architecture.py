@@ -1,6 +1,7 @@
 """The package's shape, checked from the source (AST), so it cannot drift.
 
-1. Layers point one way: io -> data, metrics, viz -> models, engine, training -> tasks -> benchmarks -> apps
+1. Layers point one way: io -> data, metrics, viz -> models, engine, training, transforms -> tasks -> benchmarks
+   -> apps
    (:data:`LAYERS`). A module imports only packages of its own layer or below; packages of one layer never
    import each other in a circle.
 2. Imports of cxrkit modules sit at the top of the module. An import inside a function is allowed only with a
@@ -24,7 +25,7 @@ LAYERS: dict[str, int] = {}
 for rank, names in enumerate([
     ["errors", "findings", "io"],
     ["data", "metrics", "viz"],
-    ["models", "engine", "training"],
+    ["models", "engine", "training", "transforms"],
     ["classification", "segmentation", "qc", "anatomy", "reports", "stats", "warehouse"],
     ["benchmarks"],
     ["analysis", "batch", "service", "demo", "cli", "api"],

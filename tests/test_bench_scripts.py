@@ -38,6 +38,7 @@ def test_bench_scripts_found():
     assert "bench_pipeline.py" in SCRIPTS and "bench_rle.py" in SCRIPTS and len(SCRIPTS) >= 12, SCRIPTS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_params()))
 def test_bench_script_runs_tiny(name, tmp_path):
     if name in NEEDS_SHARED:

@@ -13,7 +13,7 @@ import torch
 from cxrkit.cli.main import main
 from cxrkit.models import create_model
 from cxrkit.models.checkpoint import save_checkpoint
-from cxrkit.segmentation.augment import LandmarkAugment, augment
+from cxrkit.transforms import LandmarkAugment, augment_landmarks
 from cxrkit.segmentation.rows import COLUMNS
 
 
@@ -51,7 +51,7 @@ def test_augment_moves_landmarks_with_the_image():
     img = torch.zeros(1, 1, 64, 64)
     img[0, 0, 20:24, 40:44] = 1.0  # a bright square centred at (41.5, 21.5)
     pts = torch.tensor([[[41.5 / 64 + 0.5 / 64, 21.5 / 64 + 0.5 / 64]]])
-    x, p = augment(img, pts, torch.Generator().manual_seed(3), LandmarkAugment(contrast=0, gamma=0, noise_std=0))
+    x, p = augment_landmarks(img, pts, torch.Generator().manual_seed(3), LandmarkAugment(contrast=0, gamma=0, noise_std=0))
     ys, xs = np.nonzero(x[0, 0].numpy() > 0.3)
     centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 64
     assert np.abs(centre - p[0, 0].numpy()).max() < 1.5 / 64
@@ -185,8 +185,8 @@ def test_unet_and_hybridgnet_get_the_same_augmentation_stream():
     pts = torch.from_numpy(rng.random((3, 120, 2), dtype=np.float32))
     masks = torch.from_numpy((rng.random((3, 3, 32, 32)) > 0.5).astype(np.float32))
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    xa, pa = augment(x, pts, g1)
-    xb, pb, mb = augment(x, pts, g2, masks=masks)
+    xa, pa = augment_landmarks(x, pts, g1)
+    xb, pb, mb = augment_landmarks(x, pts, g2, masks=masks)
     assert torch.equal(xa, xb) and torch.equal(pa, pb) and mb.shape == masks.shape
     assert torch.equal(g1.get_state(), g2.get_state())  # the next step's draws match too
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxrkit.classification.augment import AugmentConfig, augment_batch
+from cxrkit.transforms import AugmentConfig, augment_images
 from cxrkit.classification.losses import get_loss, masked_bce, weighted_bce
 from cxrkit.classification.train import TrainConfig, epoch_indices
 from cxrkit.errors import CxrkitError
@@ -36,15 +36,15 @@ def test_weighted_bce_balances_and_masks_nan():
 
 def test_augment_is_deterministic_per_generator_and_keeps_range():
     x = torch.rand(3, 1, 32, 32)
-    a = augment_batch(x, torch.Generator().manual_seed(1))
-    b = augment_batch(x, torch.Generator().manual_seed(1))
-    c = augment_batch(x, torch.Generator().manual_seed(2))
+    a = augment_images(x, torch.Generator().manual_seed(1))
+    b = augment_images(x, torch.Generator().manual_seed(1))
+    c = augment_images(x, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
     # No flips by default: a left-bright image stays left-bright.
     y = torch.zeros(4, 1, 32, 32)
     y[..., :10] = 1
-    z = augment_batch(y, torch.Generator().manual_seed(0), AugmentConfig(noise_std=0))
+    z = augment_images(y, torch.Generator().manual_seed(0), AugmentConfig(noise_std=0))
     assert (z[..., :10].mean() > z[..., -10:].mean())
 
 

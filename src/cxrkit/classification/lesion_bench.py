@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxrkit.classification.augment import AugmentConfig
+from cxrkit.transforms import AugmentConfig
 from cxrkit.classification.lesion_data import LesionDataset, load_base_images
 from cxrkit.classification.lesions import LESION_FINDINGS
 from cxrkit.data.nih import patient_of

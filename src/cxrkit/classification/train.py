@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cxrkit.classification.augment import AugmentConfig, augment_batch
+from cxrkit.transforms import AugmentConfig, augment_images
 from cxrkit.classification.losses import LOSSES, get_loss
 from cxrkit.data.torch_datasets import collate
 from cxrkit.errors import UsageError
@@ -286,7 +286,7 @@ class _EpochRun:
             gen = torch.Generator().manual_seed(_seed(c.seed, epoch, i, d.rank, 2))
             x = batch["image"].to(d.device)
             if c.augment is not None:  # batched, on the device (the parameters come from the CPU generator)
-                x = augment_batch(x, gen, c.augment)
+                x = augment_images(x, gen, c.augment)
             x = _normalize(x, _unwrap(self.model).card)
             if c.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

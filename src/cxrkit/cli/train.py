@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cxrkit.classification.augment import AugmentConfig
+    from cxrkit.transforms import AugmentConfig
     from cxrkit.classification.nih_training import train_nih
     from cxrkit.classification.train import TrainConfig
 

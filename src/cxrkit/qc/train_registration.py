@@ -33,7 +33,7 @@ from cxrkit.models.checkpoint import save_checkpoint
 from cxrkit.models.registry import create_model
 from cxrkit.qc.reference import to_square
 from cxrkit.qc.register import Transform, bending, local_ncc, ncc, standardize
-from cxrkit.segmentation.augment import random_similarity, similarity_theta
+from cxrkit.transforms import random_similarity, similarity_theta
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrkit.qc.reference import ReferenceSet

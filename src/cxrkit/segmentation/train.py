@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError, UsageError
-from cxrkit.segmentation.augment import LandmarkAugment
+from cxrkit.transforms import LandmarkAugment
 from cxrkit.io.atomic import write_records_csv
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     from cxrkit.models.checkpoint import resume_state, save_checkpoint
     from cxrkit.models.registry import create_model
     from cxrkit.models.preprocess import normalize
-    from cxrkit.segmentation.augment import augment
+    from cxrkit.transforms import augment_landmarks as augment
 
     if cfg.save_every < 0:
         raise UsageError(f"--save-every must be >= 0 (0: no snapshots), got {cfg.save_every}")
