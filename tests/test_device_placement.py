@@ -29,7 +29,7 @@ def test_forward_on_the_meta_device(name):
 
 
 def test_registration_and_rca_scoring_on_the_meta_device():
-    from cxrkit.qc.register import Transform
+    from cxrkit.models.warp import Transform
 
     model = _meta(create_model("rca_regnet"))
     s = model.card.input_size

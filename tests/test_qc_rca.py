@@ -13,9 +13,10 @@ import torch
 
 from cxrkit.cli.main import main
 from cxrkit.errors import CxrkitError
+from cxrkit.models.warp import Transform, standardize
 from cxrkit.qc.rca import QC_COLUMNS, RcaEstimator, dice_batch
 from cxrkit.qc.reference import STRUCTURES, load_reference
-from cxrkit.qc.register import IterativeConfig, Transform, register_iterative, standardize
+from cxrkit.qc.register import IterativeConfig, register_iterative
 
 FAST = IterativeConfig(affine_iters=(40, 20), deform_iters=20)
 

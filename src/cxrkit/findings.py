@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 
 FINDINGS: tuple[str, ...] = (
     "Atelectasis",
@@ -62,7 +62,7 @@ def canonical_finding(name: str) -> str:
     try:
         return _ALIASES[_key(name)]
     except KeyError:
-        raise CxrkitError(
+        raise InputError(
             f"unknown finding {name!r}; expected one of {', '.join(FINDINGS)} or {NO_FINDING!r}"
         ) from None
 

@@ -45,7 +45,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from cxrkit.errors import CxrkitError, InputError, UsageError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.io.images import encode_png, to_uint8
 
 SCHEMA_VERSION = "1.2"
@@ -67,9 +67,9 @@ def encode_heatmaps(maps: np.ndarray | None, labels: Sequence[str], side: int = 
     over its own range and stored as a grayscale PNG data URI along with that range (``min``, ``max``).
     """
     if maps is None:
-        raise CxrkitError("the classifier returned no heatmaps to encode (predict with keep_heatmaps=True)")
+        raise InputError("the classifier returned no heatmaps to encode (predict with keep_heatmaps=True)")
     if maps.ndim != 3 or maps.shape[0] != len(labels):
-        raise CxrkitError(f"heatmaps of shape {maps.shape} do not match {len(labels)} labels {list(labels)}")
+        raise InputError(f"heatmaps of shape {maps.shape} do not match {len(labels)} labels {list(labels)}")
     if side < 1:
         raise UsageError(f"heatmap side must be positive, got {side}")
     h, w = maps.shape[1:]
@@ -93,10 +93,10 @@ def decode_heatmap(entry: dict) -> np.ndarray:
     uri = entry.get("png", "") if isinstance(entry, dict) else ""
     prefix = "data:image/png;base64,"
     if not uri.startswith(prefix):
-        raise CxrkitError(f"heatmap entry is not a PNG data URI: {str(uri)[:40]!r}")
+        raise InputError(f"heatmap entry is not a PNG data URI: {str(uri)[:40]!r}")
     q = cv2.imdecode(np.frombuffer(base64.b64decode(uri[len(prefix):]), np.uint8), cv2.IMREAD_GRAYSCALE)
     if q is None:
-        raise CxrkitError("heatmap PNG could not be decoded")
+        raise InputError("heatmap PNG could not be decoded")
     lo = float(entry.get("min", 0.0))
     return lo + q.astype(np.float32) * ((float(entry.get("max", 0.0)) - lo) / 255.0)
 

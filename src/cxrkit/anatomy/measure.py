@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from cxrkit.data.chexmask import RowError, iter_records
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.io.atomic import atomic_open
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def measure_masks(right_lung: np.ndarray, left_lung: np.ndarray, heart: np.ndarr
     """CTR, widths and areas of one image's three masks (see module docstring)."""
     shapes = {right_lung.shape, left_lung.shape, heart.shape}
     if len(shapes) != 1:
-        raise CxrkitError(f"masks have different shapes {sorted(shapes)}")
+        raise InputError(f"masks have different shapes {sorted(shapes)}")
     r, lft, h = _x_extent(right_lung), _x_extent(left_lung), _x_extent(heart)
     heart_w = (h[1] - h[0] + 1) if h else 0
     thorax_w = (lft[1] - r[0] + 1) if (r and lft and lft[1] >= r[0]) else 0

@@ -34,7 +34,7 @@ from cxrkit.batch.shards import (
     write_success,
 )
 from cxrkit.batch.tasks import KINDS, TaskSpec, build_task, describe
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def run_batch(manifest: str | os.PathLike | Manifest, out: str | os.PathLike, sp
                          seconds, complete)
     if complete:
         if counts["rows"] != plan.rows:  # cannot happen with intact shard files; refuse to bless a bad job
-            raise CxrkitError(f"{task_dir}: shards hold {counts['rows']} rows, the manifest has {plan.rows}")
+            raise InputError(f"{task_dir}: shards hold {counts['rows']} rows, the manifest has {plan.rows}")
         write_success(task_dir, {"task": spec.kind, "engine": engine, "manifest": str(manifest.source),
                                  "rows": counts["rows"], "errors": counts["errors"], "shards": plan.shards,
                                  "computed_shards": len(computed), "skipped_shards": skipped,

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.errors import InputError, UsageError, require
 from cxrkit.io.atomic import write_text
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,13 @@ def _read_table(path: Path):
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types on bad files
-            raise CxrkitError(f"{path}: not a readable Parquet manifest ({exc})") from None
+            raise InputError(f"{path}: not a readable Parquet manifest ({exc})") from None
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise CxrkitError(f"{path}: empty manifest (expected a CSV header with a path column)") from None
+        raise InputError(f"{path}: empty manifest (expected a CSV header with a path column)") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CxrkitError(f"{path}: not a readable CSV manifest ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable CSV manifest ({str(exc).splitlines()[0]})") from None
 
 
 def read_manifest(path: str | os.PathLike, path_column: str = "path", id_column: str | None = None) -> Manifest:

@@ -28,7 +28,7 @@ from pathlib import Path
 from cxrkit.batch.manifest import Manifest, ManifestRow
 from cxrkit.batch.shards import ShardPlan, compute_and_write
 from cxrkit.batch.tasks import TaskSpec, build_task
-from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.errors import InputError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _init(ray, opts: RayOptions) -> bool:
     except (ConnectionError, RuntimeError) as exc:
         if address is None:
             raise
-        raise CxrkitError(f"cannot connect to Ray at {address!r} ({str(exc).splitlines()[0] if str(exc) else exc}); "
+        raise InputError(f"cannot connect to Ray at {address!r} ({str(exc).splitlines()[0] if str(exc) else exc}); "
                           "is the cluster up, and, where it uses token authentication, are RAY_AUTH_MODE=token and "
                           "its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) set here?") from exc
     return True

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrkit.batch.manifest import Manifest, ManifestRow
-from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.errors import InputError, UsageError, require
 from cxrkit.io.progress import ProgressRecord, remove_temporaries
 from cxrkit.io.atomic import atomic_open, write_text
 
@@ -175,6 +175,6 @@ def read_results(task_dir: str | os.PathLike):
     pq = require("pyarrow.parquet", "scale")
     files = sorted(Path(task_dir).glob("shard-*.parquet"))
     if not files:
-        raise CxrkitError(f"{task_dir}: no shard files")
+        raise InputError(f"{task_dir}: no shard files")
     frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     return frame.sort_values("row_index", kind="stable").reset_index(drop=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cxrkit.data.nih import read_metadata
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_bytes, write_text
 from cxrkit.metrics.auroc import auroc, auroc_table, roc_curve
@@ -72,12 +72,12 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     except FileNotFoundError:
         raise UsageError(f"{path}: predictions file not found") from None
     except Exception as exc:  # pandas raises many types for a bad CSV
-        raise CxrkitError(f"{path}: not a readable CSV ({exc})") from exc
+        raise InputError(f"{path}: not a readable CSV ({exc})") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     if "Image Index" not in frame.columns:
-        raise CxrkitError(f"{path}: no 'Image Index' column (columns: {list(frame.columns)[:8]})")
+        raise InputError(f"{path}: no 'Image Index' column (columns: {list(frame.columns)[:8]})")
     if frame.empty:
-        raise CxrkitError(f"{path}: no prediction rows")
+        raise InputError(f"{path}: no prediction rows")
     cols: dict[str, str] = {}
     missing = []
     for f in FINDINGS:
@@ -90,17 +90,17 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
         else:
             missing.append(f)
     if missing:
-        raise CxrkitError(f"{path}: no probability column for {missing} (expected FINDING or prob_FINDING "
+        raise InputError(f"{path}: no probability column for {missing} (expected FINDING or prob_FINDING "
                           f"for each of {', '.join(FINDINGS)})")
     names = frame["Image Index"].astype("string").str.strip()
     blank = names.isna() | (names == "")
     if blank.any():
         rows = np.flatnonzero(blank.to_numpy()) + 2
-        raise CxrkitError(f"{path}: {int(blank.sum())} rows have an empty 'Image Index', "
+        raise InputError(f"{path}: {int(blank.sum())} rows have an empty 'Image Index', "
                           f"e.g. lines {rows[:3].tolist()}")
     dup = names[names.duplicated()]
     if len(dup):
-        raise CxrkitError(f"{path}: {len(dup)} duplicated images, e.g. {_examples(dup.unique())}")
+        raise InputError(f"{path}: {len(dup)} duplicated images, e.g. {_examples(dup.unique())}")
     out = pd.DataFrame({"Image Index": names.astype(str).to_numpy()})
     raw = frame[[cols[f] for f in FINDINGS]]
     values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
@@ -108,7 +108,7 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
                       ("outside [0, 1]", ~np.isnan(values) & ((values < 0) | (values > 1)))):
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise CxrkitError(
+            raise InputError(
                 f"{path}: {int(bad.sum())} probabilities are {what} ({int(bad.any(axis=1).sum())} images), e.g. "
                 f"line {r + 2} ({out['Image Index'].iloc[r]}) column {cols[FINDINGS[c]]!r}: {raw.iat[r, c]!r}")
     for j, f in enumerate(FINDINGS):
@@ -122,7 +122,7 @@ def match_labels(preds: pd.DataFrame, meta: pd.DataFrame, predictions_name: str 
     index = meta.drop_duplicates("Image Index").set_index("Image Index")
     unknown = preds.loc[~preds["Image Index"].isin(index.index), "Image Index"]
     if len(unknown):
-        raise CxrkitError(f"{predictions_name}: {len(unknown)} of {len(preds)} images are not in {metadata_name}, "
+        raise InputError(f"{predictions_name}: {len(unknown)} of {len(preds)} images are not in {metadata_name}, "
                           f"e.g. {_examples(unknown)}")
     return index.loc[preds["Image Index"], list(FINDINGS)].to_numpy(dtype=np.float64)
 

@@ -27,7 +27,7 @@ import json
 from cxrkit.cli.options import fraction, positive_int
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -206,7 +206,7 @@ def _overlay(args: argparse.Namespace) -> int:
         image = load_gray8(args.image)
         if image.shape != (record.height, record.width):
             if (record.height, record.width) != (1024, 1024):
-                raise CxrkitError(
+                raise InputError(
                     f"{args.image}: image is {image.shape[1]}x{image.shape[0]} (w x h) but the row's masks are "
                     f"{record.width}x{record.height}; only rows in the 1024 space can be mapped to another size"
                 )

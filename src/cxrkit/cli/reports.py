@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -161,7 +161,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
     if not result.ok:
-        raise CxrkitError(f"cannot label this text: {result.status}")
+        raise InputError(f"cannot label this text: {result.status}")
     names = {1: "positive", 0: "negative", -1: "uncertain"}
     for f in (*FINDINGS, NO_FINDING):
         v = result.labels[f]
@@ -190,7 +190,7 @@ def _rules(args: argparse.Namespace) -> int:
     for name in RULE_FILES:
         target = dest / name
         if target.exists():
-            raise CxrkitError(f"{target}: already exists; not overwriting edited rules")
+            raise InputError(f"{target}: already exists; not overwriting edited rules")
     for name in RULE_FILES:
         shutil.copyfile(src / name, dest / name)
     print(f"copied {', '.join(RULE_FILES)} to {dest}; edit them and pass --rules {dest}")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option, add_precision_option, model_device, nonneg_int, positive_float, positive_int
+from cxrkit.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout",
@@ -140,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from cxrkit.errors import CxrkitError, UsageError
+    from cxrkit.errors import UsageError
     from cxrkit.io.atomic import write_text
     from cxrkit.segmentation.evaluate import compare_drops
 
@@ -151,7 +152,7 @@ def _compare(args: argparse.Namespace) -> int:
             raise UsageError(f"{p}: missing; run `cxrkit segmentation evaluate --out {d}` first")
         tables.append(pd.read_csv(p))
     if set(tables[0]["image"]) != set(tables[1]["image"]):
-        raise CxrkitError(f"{args.a} and {args.b} were evaluated on different images")
+        raise InputError(f"{args.a} and {args.b} were evaluated on different images")
     table = compare_drops(tables[0], tables[1], tuple(args.names))
     if args.out:
         write_text(args.out, table.to_csv(index=False, float_format="%.5f", lineterminator="\n"))

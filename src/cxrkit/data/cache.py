@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from cxrkit.data.locate import ImageLocator
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.io.progress import ProgressRecord
 from cxrkit.io.atomic import write_text
 from cxrkit.io.geometry import SquareResize
@@ -75,9 +75,9 @@ class ImageCache:
         try:
             i = self._index[name]
         except KeyError:
-            raise CxrkitError(f"{self.path}: image {name!r} is not in the cache ({len(self)} images)") from None
+            raise InputError(f"{self.path}: image {name!r} is not in the cache ({len(self)} images)") from None
         if self.state[i] != DONE:
-            raise CxrkitError(f"{self.path}: image {name!r} is not built (state {int(self.state[i])}; see errors.csv)")
+            raise InputError(f"{self.path}: image {name!r} is not built (state {int(self.state[i])}; see errors.csv)")
         return i
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -128,7 +128,7 @@ def build_cache(
     names = list(names)
     n = len(names)
     if n == 0:
-        raise CxrkitError("build_cache: no images to cache")
+        raise InputError("build_cache: no images to cache")
     out.mkdir(parents=True, exist_ok=True)
     plan = {"format": FORMAT, "size": int(size), "count": n,
             "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()}

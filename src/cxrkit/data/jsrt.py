@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.images import load_gray8
 
 STRUCTURES = ("right_lung", "left_lung", "heart")
@@ -53,15 +53,15 @@ def read_jsrt(segmentation_root: str | os.PathLike, landmarks_root: str | os.Pat
     root = Path(segmentation_root)
     split_file = root / "split.csv"
     if not split_file.is_file():
-        raise CxrkitError(f"{root}: no split.csv (expected the JSRT layout, see cxrkit.data.jsrt)")
+        raise InputError(f"{root}: no split.csv (expected the JSRT layout, see cxrkit.data.jsrt)")
     if split is not None and split not in SPLITS:
-        raise CxrkitError(f"split {split!r} is not one of {SPLITS}")
+        raise InputError(f"split {split!r} is not one of {SPLITS}")
     lm_root = Path(landmarks_root) if landmarks_root is not None else None
     cases = []
     with open(split_file, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             if row.get("split") not in SPLITS:
-                raise CxrkitError(f"{split_file}:{line}: split {row.get('split')!r} is not one of {SPLITS}")
+                raise InputError(f"{split_file}:{line}: split {row.get('split')!r} is not one of {SPLITS}")
             if split is not None and row["split"] != split:
                 continue
             cid = row["id"]
@@ -69,7 +69,7 @@ def read_jsrt(segmentation_root: str | os.PathLike, landmarks_root: str | os.Pat
             masks = {s: root / "masks" / s / f"{cid}.png" for s in STRUCTURES}
             missing = [p for p in [image, *masks.values()] if not p.is_file()]
             if missing:
-                raise CxrkitError(f"{split_file}:{line}: {cid}: missing {missing[0]}")
+                raise InputError(f"{split_file}:{line}: {cid}: missing {missing[0]}")
             lms = None
             if lm_root is not None:
                 files = {s: lm_root / _LANDMARK_DIRS[s] / f"{cid}.npy" for s in STRUCTURES}

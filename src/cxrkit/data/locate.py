@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ImageLocator:
         try:
             return self._index[name]
         except KeyError:
-            raise CxrkitError(f"image {name!r} not found under {self.root}") from None
+            raise InputError(f"image {name!r} not found under {self.root}") from None
 
     def names(self) -> list[str]:
         return sorted(self._index)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.findings import FINDINGS, NO_FINDING, canonical_finding
 from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.io.tables import open_text
@@ -107,7 +107,7 @@ def detect_format(header: list[str], first_age: str | None) -> str:
         if first_age is not None and re.fullmatch(r"\s*\d+\s*", first_age):
             return "v2020"
         return "2017"
-    raise CxrkitError(
+    raise InputError(
         "unrecognised NIH metadata header "
         f"{_short(header)}; expected Data_Entry_2017(.csv/_v2020.csv) or the Kaggle sample_labels.csv columns"
     )
@@ -126,16 +126,16 @@ def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
             header = next(reader)
             rows = list(reader)
         except StopIteration:
-            raise CxrkitError(f"{path}: empty file, expected an NIH metadata header") from None
+            raise InputError(f"{path}: empty file, expected an NIH metadata header") from None
         except (*STREAM_ERRORS, csv.Error) as exc:  # bad UTF-8, .gz cut short, a field over csv's limit
             raise stream_error(path, reader.line_num, exc) from None
     try:
         fmt = detect_format(header, rows[0][4] if rows and len(rows[0]) > 4 else None)
     except CxrkitError as exc:
-        raise CxrkitError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None
     bad = next((i for i, r in enumerate(rows) if len([c for c in r[11:] if c.strip()]) or len(r) < 11), None)
     if bad is not None:
-        raise CxrkitError(
+        raise InputError(
             f"{path}: line {bad + 2}: expected 11 fields, got {len(rows[bad])}: {','.join(rows[bad])[:120]!r}"
         )
     table = pd.DataFrame([r[:11] for r in rows], columns=list(CANONICAL_COLUMNS), dtype=str)
@@ -151,14 +151,14 @@ def _to_numeric(s: pd.Series, kind: type, path: Path, column: str) -> pd.Series:
     bad = out.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CxrkitError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a number")
+        raise InputError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a number")
     f = out.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(f)
     if kind is int:  # also refuse 1.5 and values beyond int64 rather than truncate or wrap them
         bad |= (f != np.round(f)) | (np.abs(f) >= 2.0**63)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise CxrkitError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a finite {'integer' if kind is int else 'number'}")
+        raise InputError(f"{path}: line {i + 2}: {column} {s.iloc[i]!r} is not a finite {'integer' if kind is int else 'number'}")
     return out.astype(kind)
 
 
@@ -169,9 +169,9 @@ def _convert(t: pd.DataFrame, path: Path) -> pd.DataFrame:
         try:
             names = [canonical_finding(x) for x in cell.split("|") if x.strip()]
         except CxrkitError as exc:
-            raise CxrkitError(f"{path}: line {i + 2}: {exc}") from None
+            raise InputError(f"{path}: line {i + 2}: {exc}") from None
         if not names:
-            raise CxrkitError(f"{path}: line {i + 2}: empty Finding Labels (expected a finding or 'No Finding')")
+            raise InputError(f"{path}: line {i + 2}: empty Finding Labels (expected a finding or 'No Finding')")
         labels.append([n for n in names if n != NO_FINDING])
     df["Finding Labels"] = ["|".join(x) if x else NO_FINDING for x in labels]
     df["Follow-up #"] = _to_numeric(t["Follow-up #"], int, path, "Follow-up #")
@@ -181,13 +181,13 @@ def _convert(t: pd.DataFrame, path: Path) -> pd.DataFrame:
         try:
             ages[i] = parse_age(v)
         except ValueError as exc:
-            raise CxrkitError(f"{path}: line {i + 2}: Patient Age {exc}") from None
+            raise InputError(f"{path}: line {i + 2}: Patient Age {exc}") from None
     df["Patient Age"] = ages
     sex = t["Patient Gender"].str.strip().str.upper()
     bad = ~sex.isin(["M", "F"])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CxrkitError(f"{path}: line {i + 2}: Patient Gender {t['Patient Gender'].iloc[i]!r}, expected M or F")
+        raise InputError(f"{path}: line {i + 2}: Patient Gender {t['Patient Gender'].iloc[i]!r}, expected M or F")
     df["Patient Gender"] = sex
     df["View Position"] = t["View Position"].str.strip().str.upper()
     df["Width"] = _to_numeric(t["Width"], int, path, "Width")
@@ -208,7 +208,7 @@ def label_matrix(df: pd.DataFrame) -> np.ndarray:
     """``(N, 14)`` float32 array of the finding columns (1/0/NaN) in FINDINGS order."""
     missing = [f for f in FINDINGS if f not in df.columns]
     if missing:
-        raise CxrkitError(f"table has no finding columns {missing}; read it with read_metadata()")
+        raise InputError(f"table has no finding columns {missing}; read it with read_metadata()")
     return df[list(FINDINGS)].to_numpy(dtype=np.float32)
 
 
@@ -216,7 +216,7 @@ def patient_of(image_index: str) -> int:
     """Patient id of an NIH image file name (``00000013_005.png`` -> 13)."""
     stem = Path(image_index).name.split("_")[0]
     if not stem.isdigit():
-        raise CxrkitError(f"{image_index!r} is not an NIH image name (expected e.g. 00000013_005.png)")
+        raise InputError(f"{image_index!r} is not an NIH image name (expected e.g. 00000013_005.png)")
     return int(stem)
 
 
@@ -233,7 +233,7 @@ def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
         try:
             header = next(reader, None)
             if not header or _norm_header(header[:2]) != ["imageindex", "findinglabel"]:
-                raise CxrkitError(f"{path}: not a BBox_List file (header {_short(header)}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
+                raise InputError(f"{path}: not a BBox_List file (header {_short(header)}); expected 'Image Index,Finding Label,Bbox [x,y,w,h]'")
             for lineno, row in enumerate(reader, start=2):
                 if not any(c.strip() for c in row):
                     continue
@@ -245,7 +245,7 @@ def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
                         raise ValueError("non-finite coordinate")
                     finding = canonical_finding(row[1])
                 except (ValueError, CxrkitError) as exc:
-                    raise CxrkitError(f"{path}: line {lineno}: bad box row {row[:6]!r} ({exc or 'expected 4 numbers'})") from None
+                    raise InputError(f"{path}: line {lineno}: bad box row {row[:6]!r} ({exc or 'expected 4 numbers'})") from None
                 out.append((row[0].strip(), finding, *vals))
         except (*STREAM_ERRORS, csv.Error) as exc:  # bad UTF-8, .gz cut short, a field over csv's limit
             raise stream_error(path, reader.line_num, exc) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 
 
 def shared_candidates() -> list[Path]:
@@ -29,4 +29,4 @@ def find_shared(relative: str, hint: str) -> Path:
     for p in tried:
         if p.exists():
             return p
-    raise CxrkitError(f"{relative} not found (looked in {', '.join(map(str, tried))}); {hint}")
+    raise InputError(f"{relative} not found (looked in {', '.join(map(str, tried))}); {hint}")

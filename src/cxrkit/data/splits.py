@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from cxrkit.data.nih import patient_of
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.io.tables import open_text
 
 OFFICIAL_FILES = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
@@ -21,7 +21,7 @@ def read_image_list(path: str | os.PathLike) -> list[str]:
         names = [line.strip() for line in fh if line.strip()]
     for lineno, name in enumerate(names, start=1):
         if not name.lower().endswith((".png", ".jpg", ".jpeg", ".dcm")):
-            raise CxrkitError(f"{path}: line {lineno}: {name!r} is not an image file name")
+            raise InputError(f"{path}: line {lineno}: {name!r} is not an image file name")
     return names
 
 
@@ -33,7 +33,7 @@ def official_split(folder: str | os.PathLike) -> dict[str, list[str]]:
         candidates = [folder / name, folder / f"{name}.gz"]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
-            raise CxrkitError(f"{folder}: no {name} (the official NIH split list) found")
+            raise InputError(f"{folder}: no {name} (the official NIH split list) found")
         out[split] = read_image_list(path)
     check_patient_disjoint(out)
     return out
@@ -76,4 +76,4 @@ def check_patient_disjoint(splits: Mapping[str, Iterable[str]]) -> None:
                 clashes.setdefault(p, {first}).add(split)
     if clashes:
         shown = ", ".join(f"patient {p} in {sorted(s)}" for p, s in list(clashes.items())[:5])
-        raise CxrkitError(f"{len(clashes)} patient(s) cross splits: {shown}")
+        raise InputError(f"{len(clashes)} patient(s) cross splits: {shown}")

@@ -37,7 +37,7 @@ from cxrkit.data.cache import ImageCache
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import label_matrix
 from cxrkit.data.chexmask import CheXmaskRecord
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import InputError, require
 from cxrkit.findings import FINDING_INDEX, FINDINGS
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
@@ -77,7 +77,7 @@ class NIHDataset(torch.utils.data.Dataset):
         self.cache: ImageCache | None = images if isinstance(images, ImageCache) else None
         if self.cache is not None:
             if self.cache.size != self.size:
-                raise CxrkitError(f"{self.cache.path}: cache holds {self.cache.size}px images, dataset asks {self.size}")
+                raise InputError(f"{self.cache.path}: cache holds {self.cache.size}px images, dataset asks {self.size}")
             self.locator = None
         else:
             self.locator = images if isinstance(images, ImageLocator) else ImageLocator(images)
@@ -129,7 +129,7 @@ class NIHDataset(torch.utils.data.Dataset):
             m = record.mask(organ)
             if m.shape != (h, w):
                 if m.shape != (record.height, record.width) or record.height != record.width:
-                    raise CxrkitError(f"{record.where}: mask of {name!r} is {m.shape}, image is {(h, w)}")
+                    raise InputError(f"{record.where}: mask of {name!r} is {m.shape}, image is {(h, w)}")
                 m = SquareResize(h, w, record.height).mask_to_original(m)
             out[k] = geom.image_to_square(m.astype(np.uint8), interpolation=cv2.INTER_NEAREST)
         return torch.from_numpy(out), True

@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from cxrkit.errors import CxrkitError, one_line
+from cxrkit.errors import CxrkitError, InputError, UsageError, one_line
 from cxrkit.io.workers import default_workers, worker_pool
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class _Forward:
                     continue
                 got = self._one_by_one(inputs[start:start + n], metas[start:start + n], items[start:start + n])
             if len(got) != len(inputs[start:start + n]):
-                raise CxrkitError(f"model stage returned {len(got)} outputs for {len(inputs[start:start + n])} inputs")
+                raise InputError(f"model stage returned {len(got)} outputs for {len(inputs[start:start + n])} inputs")
             out.extend(got)
             start += n
         return out
@@ -156,7 +156,7 @@ def run_pipeline(job: Job, items: Iterable[Any], emit: Callable[[Any, Any], None
         progress: called with the number of items emitted since the last call.
     """
     if batch_size < 1:
-        raise CxrkitError(f"batch size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
     workers = default_workers() if workers is None else int(workers)
     stats = PipelineStats(batch_size=batch_size)
     forward = _Forward(job, batch_size)

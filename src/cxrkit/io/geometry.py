@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class SquareResize:
         for name in ("height", "width", "size"):
             value = getattr(self, name)
             if int(value) != value or value <= 0:
-                raise CxrkitError(f"SquareResize: {name} must be a positive integer, got {value!r}")
+                raise InputError(f"SquareResize: {name} must be a positive integer, got {value!r}")
 
     @property
     def side(self) -> int:
@@ -109,7 +109,7 @@ class SquareResize:
         """Map a ``(size, size)`` mask back to ``(height, width)`` (nearest neighbour, bool)."""
         m = np.asarray(mask)
         if m.shape[:2] != (self.size, self.size):
-            raise CxrkitError(f"mask shape {m.shape} does not match the square {self.size}x{self.size}")
+            raise InputError(f"mask shape {m.shape} does not match the square {self.size}x{self.size}")
         s = self.side
         full = cv2.resize(m.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST) if s != self.size else m
         return full[self.pad_top : self.pad_top + self.height, self.pad_left : self.pad_left + self.width].astype(bool)
@@ -118,14 +118,14 @@ class SquareResize:
         """Map a float ``(size, size)`` map (e.g. a heatmap) back to ``(height, width)``, bilinear."""
         v = np.asarray(values, dtype=np.float32)
         if v.shape[:2] != (self.size, self.size):
-            raise CxrkitError(f"map shape {v.shape} does not match the square {self.size}x{self.size}")
+            raise InputError(f"map shape {v.shape} does not match the square {self.size}x{self.size}")
         s = self.side
         full = cv2.resize(v, (s, s), interpolation=cv2.INTER_LINEAR) if s != self.size else v
         return full[self.pad_top : self.pad_top + self.height, self.pad_left : self.pad_left + self.width]
 
     def _check_shape(self, image: np.ndarray) -> None:
         if image.shape[:2] != (self.height, self.width):
-            raise CxrkitError(
+            raise InputError(
                 f"image shape {image.shape[:2]} does not match the transform's (height, width) "
                 f"= ({self.height}, {self.width})"
             )

@@ -95,16 +95,16 @@ def _kind_of(path: Path) -> str:
         with open(path, "rb") as fh:
             head = fh.read(DICOM_MAGIC_OFFSET + 4)
     except FileNotFoundError:
-        raise CxrkitError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise CxrkitError(f"{path}: is a directory, expected an image file") from None
+        raise InputError(f"{path}: is a directory, expected an image file") from None
     except OSError as exc:
-        raise CxrkitError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     kind = sniff_kind(head)
     if kind is None and path.suffix.lower() == ".dcm":
         kind = "dicom"  # DICOM without the preamble: let pydicom try (force=True)
     if kind is None:
-        raise CxrkitError(f"{path}: not a PNG, JPEG or DICOM file (content sniffed, extension ignored)")
+        raise InputError(f"{path}: not a PNG, JPEG or DICOM file (content sniffed, extension ignored)")
     return kind
 
 
@@ -116,14 +116,14 @@ def to_gray(array: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarra
         return array[:, :, 0]
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return cv2.cvtColor(array[:, :, :3], cv2.COLOR_BGR2GRAY)
-    raise CxrkitError(f"{path}: unsupported pixel array shape {array.shape}; expected gray, RGB or RGBA")
+    raise InputError(f"{path}: unsupported pixel array shape {array.shape}; expected gray, RGB or RGBA")
 
 
 def _check_pixels(path: Path, what: str, height: int, width: int, frames: int = 1) -> None:
     if height < 1 or width < 1 or frames < 1:
-        raise CxrkitError(f"{path}: {what} says {width} x {height} pixels ({frames} frame(s)); expected at least 1 x 1")
+        raise InputError(f"{path}: {what} says {width} x {height} pixels ({frames} frame(s)); expected at least 1 x 1")
     if height * width * frames > MAX_IMAGE_PIXELS:
-        raise CxrkitError(
+        raise InputError(
             f"{path}: {what} says {width} x {height} pixels{f' x {frames} frames' if frames > 1 else ''}, more "
             f"than the {MAX_IMAGE_PIXELS} (8192 x 8192) cxrkit decodes; refusing to decode it"
         )
@@ -180,16 +180,16 @@ def _imdecode(buf: np.ndarray, flags: int, path: Path, kind: str) -> np.ndarray:
     if kind == "png":
         problem = _png_problem(data)
         if problem is not None:
-            raise CxrkitError(f"{path}: corrupt PNG: {problem}")
+            raise InputError(f"{path}: corrupt PNG: {problem}")
     size = header_size(data)
     if size is not None:
         _check_pixels(path, f"the {kind.upper()} header", *size)
     try:
         arr = cv2.imdecode(buf, flags)
     except cv2.error as exc:  # e.g. OpenCV's own size limits
-        raise CxrkitError(f"{path}: could not decode the {kind.upper()} data ({one_line(exc)})") from None
+        raise InputError(f"{path}: could not decode the {kind.upper()} data ({one_line(exc)})") from None
     if arr is None:
-        raise CxrkitError(f"{path}: could not decode the {kind.upper()} data (truncated or corrupt file?)")
+        raise InputError(f"{path}: could not decode the {kind.upper()} data (truncated or corrupt file?)")
     return arr
 
 
@@ -203,7 +203,7 @@ def _jpeg_image(path: Path, data: bytes):
     try:
         im = Image.open(io.BytesIO(data), formats=["JPEG"])
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad headers
-        raise CxrkitError(f"{path}: could not decode the JPEG data ({one_line(exc)})") from None
+        raise InputError(f"{path}: could not decode the JPEG data ({one_line(exc)})") from None
     _check_pixels(path, "the JPEG header", im.height, im.width)
     return im
 
@@ -230,7 +230,7 @@ def _decode_jpeg(path: Path, data: bytes, reduce: int = 1, gray: bool = False) -
             im = im.convert("RGB")  # CMYK / YCCK
         arr = np.asarray(im)
     except Exception as exc:  # truncated ("image file is truncated"), corrupt tables, ...
-        raise CxrkitError(f"{path}: could not decode the JPEG data ({one_line(exc)})") from None
+        raise InputError(f"{path}: could not decode the JPEG data ({one_line(exc)})") from None
     if arr.ndim == 3:
         return np.ascontiguousarray(arr[:, :, ::-1])  # RGB -> BGR, as OpenCV
     return arr if arr.flags.writeable else arr.copy()
@@ -240,7 +240,7 @@ def _read_bytes(path: Path) -> np.ndarray:
     try:
         return np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise CxrkitError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
 
 
 def _decode_raster(path: Path, kind: str) -> XRay:
@@ -258,23 +258,23 @@ def _decode_dicom(path: Path) -> XRay:
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:  # pydicom raises many types on bad files
-        raise CxrkitError(f"{path}: not a readable DICOM file ({one_line(exc)})") from None
+        raise InputError(f"{path}: not a readable DICOM file ({one_line(exc)})") from None
     try:
         if "PixelData" not in ds:
-            raise CxrkitError(f"{path}: DICOM file has no pixel data")
+            raise InputError(f"{path}: DICOM file has no pixel data")
         # The size is checked before decoding: a small file may claim any Rows x Columns.
         dims = [int(ds.get(tag) or default) for tag, default in (("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1))]
         _check_pixels(path, "the DICOM header (Rows, Columns, NumberOfFrames)", *dims)
     except CxrkitError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:  # Rows/Columns/NumberOfFrames that are not numbers
-        raise CxrkitError(f"{path}: bad DICOM image size ({one_line(exc)})") from None
+        raise InputError(f"{path}: bad DICOM image size ({one_line(exc)})") from None
     except Exception as exc:  # a malformed element that pydicom parses lazily
-        raise CxrkitError(f"{path}: not a readable DICOM file ({one_line(exc)})") from None
+        raise InputError(f"{path}: not a readable DICOM file ({one_line(exc)})") from None
     try:
         raw = ds.pixel_array
     except Exception as exc:
-        raise CxrkitError(f"{path}: cannot decode DICOM pixel data ({one_line(exc)})") from None
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({one_line(exc)})") from None
     try:
         if raw.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
             raw = raw[0]  # multi-frame: first frame
@@ -296,9 +296,9 @@ def _decode_dicom(path: Path) -> XRay:
     except CxrkitError:
         raise
     except Exception as exc:  # malformed LUT, window, spacing or shape tags: pydicom/numpy raise many types
-        raise CxrkitError(f"{path}: cannot apply the DICOM tags to the pixels ({one_line(exc)})") from None
+        raise InputError(f"{path}: cannot apply the DICOM tags to the pixels ({one_line(exc)})") from None
     if arr.ndim != 2:
-        raise CxrkitError(f"{path}: DICOM pixel array has shape {arr.shape}; expected one 2-D image")
+        raise InputError(f"{path}: DICOM pixel array has shape {arr.shape}; expected one 2-D image")
     return XRay(arr, spacing, str(path), "dicom", meta)
 
 
@@ -397,7 +397,7 @@ def expand_image_paths(items: "list[str | os.PathLike]") -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise CxrkitError(f"{p}: no such file or folder")
+            raise InputError(f"{p}: no such file or folder")
     return out
 
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.geometry import SquareResize
 
 __all__ = [
@@ -83,9 +83,9 @@ def parse_landmarks(text: str, n_points: int | None = N_LANDMARKS) -> np.ndarray
     the wrong number of points.
     """
     if not isinstance(text, str):
-        raise CxrkitError(f"landmarks must be a string, got {type(text).__name__} {text!r}")
+        raise InputError(f"landmarks must be a string, got {type(text).__name__} {text!r}")
     if "..." in text:
-        raise CxrkitError(
+        raise InputError(
             f"landmarks {_describe(text)} were printed with numpy's '...' summarization; the coordinates are lost"
         )
     tokens = [t for t in _SEPARATORS.split(text) if t]
@@ -93,14 +93,14 @@ def parse_landmarks(text: str, n_points: int | None = N_LANDMARKS) -> np.ndarray
         values = np.array(tokens, dtype=np.float64)
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
-        raise CxrkitError(f"landmarks {_describe(text)}: {bad!r} is not a number") from None
+        raise InputError(f"landmarks {_describe(text)}: {bad!r} is not a number") from None
     if values.size % 2:
-        raise CxrkitError(f"landmarks {_describe(text)}: {values.size} values; expected (x, y) pairs")
+        raise InputError(f"landmarks {_describe(text)}: {values.size} values; expected (x, y) pairs")
     if not np.isfinite(values).all():
-        raise CxrkitError(f"landmarks {_describe(text)}: non-finite coordinate (nan/inf)")
+        raise InputError(f"landmarks {_describe(text)}: non-finite coordinate (nan/inf)")
     points = values.reshape(-1, 2)
     if n_points is not None and len(points) != n_points:
-        raise CxrkitError(f"landmarks {_describe(text)}: {len(points)} points; expected {n_points} (x, y) pairs")
+        raise InputError(f"landmarks {_describe(text)}: {len(points)} points; expected {n_points} (x, y) pairs")
     return points
 
 
@@ -124,7 +124,7 @@ def split_organs(points: np.ndarray) -> Organs:
     """Split the 120 CheXmask points into right lung ``[0:44]``, left lung ``[44:94]``, heart ``[94:120]``."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(p) != N_LANDMARKS:
-        raise CxrkitError(f"CheXmask landmarks have {N_LANDMARKS} points; got {len(p)}")
+        raise InputError(f"CheXmask landmarks have {N_LANDMARKS} points; got {len(p)}")
     return Organs(*(p[ORGAN_SLICES[name]] for name in ORGANS))
 
 
@@ -137,12 +137,12 @@ def fill_contour(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(p) < 3:
-        raise CxrkitError(f"a contour needs at least 3 points; got {len(p)}")
+        raise InputError(f"a contour needs at least 3 points; got {len(p)}")
     if not np.isfinite(p).all():
-        raise CxrkitError("contour has non-finite coordinates")
+        raise InputError("contour has non-finite coordinates")
     lim = 2**30  # cv2 uses int32 coordinates
     if np.abs(p).max() >= lim:
-        raise CxrkitError(f"contour coordinate {np.abs(p).max():g} is out of range (|v| < {lim})")
+        raise InputError(f"contour coordinate {np.abs(p).max():g} is out of range (|v| < {lim})")
     canvas = np.zeros((int(height), int(width)), dtype=np.uint8)
     cv2.drawContours(canvas, [p.astype(np.int32).reshape(-1, 1, 2)], -1, 1, thickness=-1)
     return canvas.view(bool)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import ModelError
 
 TASKS = ("classification", "segmentation", "registration")
 
@@ -46,16 +46,16 @@ class Normalization:
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
                 if not value:
-                    raise CxrkitError(f"normalization {name} is an empty sequence; expected a float or one per channel")
+                    raise ModelError(f"normalization {name} is an empty sequence; expected a float or one per channel")
                 value = tuple(float(v) for v in value)
             else:
                 value = float(value)
             object.__setattr__(self, name, value)
         m, s = self.mean, self.std
         if isinstance(m, tuple) and isinstance(s, tuple) and len(m) != len(s):
-            raise CxrkitError(f"normalization has {len(m)} channel means but {len(s)} channel stds")
+            raise ModelError(f"normalization has {len(m)} channel means but {len(s)} channel stds")
         if not self.per_image and min(s if isinstance(s, tuple) else (s,)) <= 0:
-            raise CxrkitError(f"normalization std must be positive, got {s}")
+            raise ModelError(f"normalization std must be positive, got {s}")
 
     @property
     def channels(self) -> int | None:
@@ -112,7 +112,7 @@ class Provenance:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise CxrkitError(f"model card provenance has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ModelError(f"model card provenance has unknown fields {sorted(unknown)}; known: {sorted(known)}")
         kw = dict(d)
         m = kw.get("metrics") or {}
         kw["metrics"] = tuple((str(k), float(v)) for k, v in (m.items() if isinstance(m, Mapping) else m))
@@ -161,19 +161,19 @@ class ModelCard:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise CxrkitError(f"model card {self.name!r}: task {self.task!r} is not one of {TASKS}")
+            raise ModelError(f"model card {self.name!r}: task {self.task!r} is not one of {TASKS}")
         if self.input_size <= 0:
-            raise CxrkitError(f"model card {self.name!r}: input_size must be positive, got {self.input_size}")
+            raise ModelError(f"model card {self.name!r}: input_size must be positive, got {self.input_size}")
         if self.thresholds is not None and len(self.thresholds) != len(self.labels):
-            raise CxrkitError(
+            raise ModelError(
                 f"model card {self.name!r}: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
             )
         if self.inference_precision not in PRECISIONS:
-            raise CxrkitError(f"model card {self.name!r}: inference_precision {self.inference_precision!r} is not one "
+            raise ModelError(f"model card {self.name!r}: inference_precision {self.inference_precision!r} is not one "
                               f"of {PRECISIONS}")
         bad = [o for o in self.outputs if o not in OUTPUTS]
         if bad:
-            raise CxrkitError(f"model card {self.name!r}: output {bad[0]!r} is not one of {OUTPUTS}")
+            raise ModelError(f"model card {self.name!r}: output {bad[0]!r} is not one of {OUTPUTS}")
 
     def gives(self, output: str) -> bool:
         """Whether the model's forward pass gives ``output`` (one of :data:`OUTPUTS`)."""
@@ -203,7 +203,7 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise CxrkitError(f"model card has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ModelError(f"model card has unknown fields {sorted(unknown)}; known: {sorted(known)}")
         kw = dict(d)
         kw["labels"] = tuple(kw["labels"])
         if kw.get("thresholds") is not None:

@@ -21,7 +21,7 @@ import numpy as np
 from cxrkit.data.chexmask import iter_records, read_columns
 from cxrkit.data.id_styles import candidate_ids
 from cxrkit.engine import Failure, run_pipeline, workers_for
-from cxrkit.errors import CxrkitError, InputError
+from cxrkit.errors import InputError
 from cxrkit.io.atomic import write_records_csv
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import read_image, to_uint8
@@ -66,7 +66,7 @@ def masks_in_image_frame(record, image: np.ndarray) -> tuple[np.ndarray, dict[st
         return image, masks
     if shape[0] == shape[1]:
         return SquareResize(image.shape[0], image.shape[1], shape[0]).image_to_square(image), masks
-    raise CxrkitError(f"{record.where()}: masks are {shape[1]}x{shape[0]} but the image is "
+    raise InputError(f"{record.where()}: masks are {shape[1]}x{shape[0]} but the image is "
                       f"{image.shape[1]}x{image.shape[0]} (expected the image's size or a square CheXmask space)")
 
 
@@ -166,12 +166,12 @@ def write_annotated(qc_rows: list[dict[str, object]], records: dict[str, object]
                        "Right Lung": rec.right_lung, "Heart": rec.heart, "Height": rec.height, "Width": rec.width,
                        **{c: q[c] for c in QC_COLUMNS[2:]}})
     if not merged:
-        raise CxrkitError(f"{path}: no image was scored, nothing to annotate")
+        raise InputError(f"{path}: no image was scored, nothing to annotate")
     write_records_csv(path, merged)
 
 
 def write_qc_csv(rows: list[dict[str, object]], out: str | os.PathLike) -> None:
     """``ImageID, Dice RCA (Mean), Dice RCA (Max), <per structure>, error`` written atomically."""
     if not rows:
-        raise CxrkitError("no images to write")
+        raise InputError("no images to write")
     write_records_csv(out, rows)

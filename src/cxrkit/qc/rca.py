@@ -28,8 +28,8 @@ reference method). Masks are compared at 256 px in CheXmask's square space (pad 
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,8 +40,15 @@ import torch
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.landmarks import ORGAN_COLUMNS
-from cxrkit.qc.reference import STRUCTURES, ReferenceSet, prepare_query, query_image, query_masks
-from cxrkit.qc.register import IterativeConfig, Transform, register_iterative, standardize
+from cxrkit.models.warp import Transform, standardize
+from cxrkit.qc.reference import (
+    STRUCTURES,
+    ReferenceSet,
+    prepare_query,
+    query_image,
+    query_masks,
+)
+from cxrkit.qc.register import IterativeConfig, register_iterative
 
 log = logging.getLogger(__name__)
 

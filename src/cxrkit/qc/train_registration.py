@@ -27,12 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrkit.errors import CxrkitError, InputError, UsageError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.io.images import load_gray8
 from cxrkit.models.checkpoint import save_checkpoint
 from cxrkit.models.registry import create_model
+from cxrkit.models.warp import Transform, bending, local_ncc, ncc, standardize
 from cxrkit.qc.reference import to_square
-from cxrkit.qc.register import Transform, bending, local_ncc, ncc, standardize
 from cxrkit.transforms import random_similarity, similarity_theta
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,7 @@ class RegTrainConfig:
 def load_images(paths: Sequence[str | os.PathLike], size: int) -> torch.Tensor:
     """(N, 1, size, size) float [0, 1] images in CheXmask's square space."""
     if not paths:
-        raise CxrkitError("no training images for the registration network")
+        raise InputError("no training images for the registration network")
     return torch.from_numpy(np.stack([to_square(load_gray8(p), size).astype(np.float32) / 255 for p in paths]))[:, None]
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from cxrkit.data.shared import find_shared
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.findings import FINDINGS
 from cxrkit.reports.io import iter_reports
 from cxrkit.reports.labeler import Labeler, ReportLabels
@@ -116,7 +116,7 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """Read the gold CSV: ``{id: {finding: 0/1}}``. Raises :class:`CxrkitError` on a bad file."""
     p = Path(path)
     if not p.is_file():
-        raise CxrkitError(f"{p}: gold file not found")
+        raise InputError(f"{p}: gold file not found")
     gold: dict[str, dict[str, int]] = {}
     with open(p, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -125,7 +125,7 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
         missing = [f for f in FINDINGS if f not in cols]
         if id_col is None or missing:
             what = "an id column ('filename' or 'id')" if id_col is None else f"column {missing[0]!r}"
-            raise CxrkitError(f"{p}: missing {what}; columns are {', '.join(cols)}")
+            raise InputError(f"{p}: missing {what}; columns are {', '.join(cols)}")
         for i, rec in enumerate(reader, start=2):
             rid = (rec[id_col] or "").strip()
             if rid.lower().endswith(".xml"):
@@ -136,10 +136,10 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
                 try:
                     labels[f] = 1 if float(v) == 1 else 0 if v else 0
                 except ValueError:
-                    raise CxrkitError(f"{p} line {i}: column {f!r} has {v!r}; expected 0 or 1") from None
+                    raise InputError(f"{p} line {i}: column {f!r} has {v!r}; expected 0 or 1") from None
             gold[rid] = labels
     if not gold:
-        raise CxrkitError(f"{p}: no gold rows")
+        raise InputError(f"{p}: no gold rows")
     return gold
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.reports.text import SectionRules, canonical_section
 
@@ -75,16 +75,16 @@ def input_kind(path: str | os.PathLike) -> str:
         has_xml = any(p.glob("*.xml"))
         has_txt = any(p.glob("*.txt"))
         if has_xml and has_txt:
-            raise CxrkitError(f"{p}: folder holds both .xml and .txt files; expected one kind (OpenI XML or plain-text reports)")
+            raise InputError(f"{p}: folder holds both .xml and .txt files; expected one kind (OpenI XML or plain-text reports)")
         if has_xml:
             return "xml-folder"
         if has_txt:
             return "txt-folder"
         if (p / "ecgen-radiology").is_dir():
             return input_kind(p / "ecgen-radiology")
-        raise CxrkitError(f"{p}: folder has no .txt or .xml report files")
+        raise InputError(f"{p}: folder has no .txt or .xml report files")
     if not p.is_file():
-        raise CxrkitError(f"{p}: no such file or folder")
+        raise InputError(f"{p}: no such file or folder")
     if _is_tar(p):
         return "xml-archive"
     name = p.name.lower()
@@ -105,7 +105,7 @@ def input_kind(path: str | os.PathLike) -> str:
         return "csv"
     if head.lstrip().startswith(b"<"):
         return "xml"
-    raise CxrkitError(f"{p}: unknown input type; expected a .csv, a folder of .txt files, OpenI .xml (file or folder) or a .tgz of them")
+    raise InputError(f"{p}: unknown input type; expected a .csv, a folder of .txt files, OpenI .xml (file or folder) or a .tgz of them")
 
 
 def _decode(data: bytes, encoding: str) -> str:
@@ -126,7 +126,7 @@ def _open_csv(path: Path, encoding: str) -> IO[str]:
     raw: IO[bytes] = gzip.open(path, "rb") if head[:2] == _GZIP_MAGIC else open(path, "rb")
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not encoding.lower().startswith("utf-16"):
         raw.close()
-        raise CxrkitError(f"{path}: file is UTF-16 encoded; pass --encoding utf-16")
+        raise InputError(f"{path}: file is UTF-16 encoded; pass --encoding utf-16")
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"
     return io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
@@ -139,16 +139,16 @@ def _iter_csv(path: Path, id_column: str, text_column: str, encoding: str) -> It
         try:
             header = next(reader)
         except StopIteration:
-            raise CxrkitError(f"{path}: empty file; expected a header row with columns {id_column!r} and {text_column!r}") from None
+            raise InputError(f"{path}: empty file; expected a header row with columns {id_column!r} and {text_column!r}") from None
         except csv.Error as exc:
-            raise CxrkitError(f"{path}: not a readable CSV ({exc})") from None
+            raise InputError(f"{path}: not a readable CSV ({exc})") from None
         except STREAM_ERRORS as exc:  # a .gz cut short or corrupt, a read error
             raise stream_error(path, 0, exc) from None
         header = [_clean_id(h) for h in header]
         missing = [c for c in (id_column, text_column) if c not in header]
         if missing:
             opts = {id_column: "--id-column", text_column: "--text-column"}
-            raise CxrkitError(
+            raise InputError(
                 f"{path}: missing column {missing[0]!r} (columns are: {', '.join(repr(h) for h in header)}); "
                 f"choose one with {opts[missing[0]]}"
             )
@@ -160,7 +160,7 @@ def _iter_csv(path: Path, id_column: str, text_column: str, encoding: str) -> It
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise CxrkitError(f"{path}: CSV error at line {reader.line_num} ({exc})") from None
+                raise InputError(f"{path}: CSV error at line {reader.line_num} ({exc})") from None
             except STREAM_ERRORS as exc:
                 raise stream_error(path, reader.line_num, exc) from None
             source = f"{path.name} row {row_no}"
@@ -267,7 +267,7 @@ def _iter_xml_archive(path: Path, sections: Iterable[str], rules: SectionRules |
     try:
         tar = tarfile.open(path, "r|*")  # streaming: members are read in archive order
     except (tarfile.TarError, OSError) as exc:
-        raise CxrkitError(f"{path}: not a readable tar archive ({exc})") from None
+        raise InputError(f"{path}: not a readable tar archive ({exc})") from None
     with tar:
         try:
             for member in tar:
@@ -277,7 +277,7 @@ def _iter_xml_archive(path: Path, sections: Iterable[str], rules: SectionRules |
                 data = fh.read() if fh is not None else b""
                 yield parse_openi_xml(data, member.name, sections, rules)
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise CxrkitError(f"{path}: archive is truncated or corrupt ({exc})") from None
+            raise InputError(f"{path}: archive is truncated or corrupt ({exc})") from None
 
 
 def iter_reports(

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.findings import FINDINGS
 from cxrkit.reports.text import SectionRules
 
@@ -116,12 +116,12 @@ def default_rules_dir() -> Path:
 
 def _expand_macros(phrase: str, macros: Mapping[str, str], where: str, depth: int = 0) -> str:
     if depth > 10:
-        raise CxrkitError(f"{where}: macros nest more than 10 deep in {phrase!r}")
+        raise InputError(f"{where}: macros nest more than 10 deep in {phrase!r}")
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in macros:
-            raise CxrkitError(f"{where}: unknown macro {{{name}}} in {phrase!r}; defined: {', '.join(sorted(macros)) or 'none'}")
+            raise InputError(f"{where}: unknown macro {{{name}}} in {phrase!r}; defined: {', '.join(sorted(macros)) or 'none'}")
         return _expand_macros(macros[name], macros, where, depth + 1)
 
     return _MACRO_RE.sub(sub, phrase)
@@ -139,7 +139,7 @@ def compile_phrase(phrase: str, macros: Mapping[str, str] | None = None, gap: st
     Raises :class:`CxrkitError` naming ``where`` and the phrase when it is not valid.
     """
     if not isinstance(phrase, str) or not phrase.strip():
-        raise CxrkitError(f"{where}: empty phrase")
+        raise InputError(f"{where}: empty phrase")
     text = _expand_macros(phrase.strip(), macros or {}, where)
     if gap is None:
         gap = _gap_regex(4, ())
@@ -171,7 +171,7 @@ def compile_phrase(phrase: str, macros: Mapping[str, str] | None = None, gap: st
             i += 1
         elif ch == ")":
             if not stack:
-                raise CxrkitError(f"{where}: unbalanced ')' in {phrase!r}")
+                raise InputError(f"{where}: unbalanced ')' in {phrase!r}")
             opened, word_start = stack.pop()
             if word_start and text.startswith(")? ", i) and not text.startswith(")? ... ", i):
                 # "(right|left)? lobe": the separator after an optional group is optional with it
@@ -194,7 +194,7 @@ def compile_phrase(phrase: str, macros: Mapping[str, str] | None = None, gap: st
     try:
         re.compile(regex)
     except re.error as exc:
-        raise CxrkitError(f"{where}: phrase {phrase!r} is not a valid pattern ({exc})") from None
+        raise InputError(f"{where}: phrase {phrase!r} is not a valid pattern ({exc})") from None
     return regex
 
 
@@ -217,16 +217,16 @@ def _read_toml(path: Path) -> dict:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise CxrkitError(f"{path}: rule file missing (a rules folder needs {', '.join(RULE_FILES)})") from None
+        raise InputError(f"{path}: rule file missing (a rules folder needs {', '.join(RULE_FILES)})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise CxrkitError(f"{path}: not valid TOML ({exc})") from None
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
 
 
 def _str_list(value: object, where: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CxrkitError(f"{where}: expected a list of strings, got {value!r}")
+        raise InputError(f"{where}: expected a list of strings, got {value!r}")
     return list(value)
 
 
@@ -244,7 +244,7 @@ def _combine(names_and_regexes: Sequence[tuple[str, str]]) -> re.Pattern[str]:
     other: list[str] = []
     for name, rx in names_and_regexes:
         if re.compile(rx).groups:
-            raise CxrkitError(f"pattern {rx!r} has a capturing group; use (?:...) in rule phrases")
+            raise InputError(f"pattern {rx!r} has a capturing group; use (?:...) in rule phrases")
         if rx.startswith(WORD_START):
             word.append(f"{rx[len(WORD_START):]}(?P<{name}>)")
         else:
@@ -269,7 +269,7 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     """
     folder = Path(path) if path is not None else default_rules_dir()
     if not folder.is_dir():
-        raise CxrkitError(f"{folder}: rules folder not found")
+        raise InputError(f"{folder}: rules folder not found")
     mentions = _read_toml(folder / "mentions.toml")
     triggers = _read_toml(folder / "triggers.toml")
     sections = _read_toml(folder / "sections.toml")
@@ -282,7 +282,7 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     findings_tbl = mentions.get("findings", {})
     unknown = sorted(set(findings_tbl) - set(FINDINGS))
     if unknown:
-        raise CxrkitError(f"{mfile}: unknown finding section(s) {', '.join(unknown)}; expected names from {', '.join(FINDINGS)}")
+        raise InputError(f"{mfile}: unknown finding section(s) {', '.join(unknown)}; expected names from {', '.join(FINDINGS)}")
     mention_rules: list[MentionRule] = []
     for finding in FINDINGS:
         entry = findings_tbl.get(finding, {})
@@ -291,7 +291,7 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
                 where = f"{mfile} [findings.{finding}] {kind}"
                 mention_rules.append(MentionRule(finding, kind, phrase, compile_phrase(phrase, macros, gap, where)))
     if not any(r.kind == "mention" for r in mention_rules):
-        raise CxrkitError(f"{mfile}: no mention phrases")
+        raise InputError(f"{mfile}: no mention phrases")
     # excludes first, then negative phrases, then mentions; longer phrases first within each kind
     order = {k: i for i, k in enumerate(MENTION_KINDS)}
     ranked = sorted(range(len(mention_rules)), key=lambda i: (order[mention_rules[i].kind], -_phrase_weight(mention_rules[i].phrase), i))
@@ -311,11 +311,11 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         effect = group.get("effect")
         direction = group.get("direction")
         if not name:
-            raise CxrkitError(f"{where}: missing name")
+            raise InputError(f"{where}: missing name")
         if effect not in EFFECTS:
-            raise CxrkitError(f"{where}: effect {effect!r} is not one of {', '.join(EFFECTS)}")
+            raise InputError(f"{where}: effect {effect!r} is not one of {', '.join(EFFECTS)}")
         if direction not in DIRECTIONS:
-            raise CxrkitError(f"{where}: direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+            raise InputError(f"{where}: direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
         for phrase in _str_list(group.get("phrases"), f"{where} phrases"):
             trigger_rules.append(TriggerRule(name, effect, direction, phrase, compile_phrase(phrase, where=where)))
     ranked_t = sorted(range(len(trigger_rules)), key=lambda i: (-_phrase_weight(trigger_rules[i].phrase), i))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.landmarks import format_landmarks, organ_masks
 from cxrkit.io.rle import encode
 
@@ -45,7 +45,7 @@ def segmentation_row(image_id: str, points: np.ndarray, height: int, width: int,
     """One CheXmask-format row from original-resolution landmarks; with ``qc`` (a
     :class:`cxrkit.qc.rca.RcaEstimator`) and the ``image`` the Dice RCA columns are filled."""
     if qc is not None and image is None:
-        raise CxrkitError("segmentation_row: qc needs the image")
+        raise InputError("segmentation_row: qc needs the image")
     pts, masks = snap_landmarks(points, height, width)
     return chexmask_row(image_id, pts, masks, height, width, None if qc is None else qc.estimate(image, masks),
                         id_column=id_column)

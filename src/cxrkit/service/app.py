@@ -38,7 +38,7 @@ from typing import Callable
 
 from cxrkit.analysis.analyze import Analyzer
 from cxrkit.analysis.document import PREVIEW_SUFFIX
-from cxrkit.errors import CxrkitError, MissingDependencyError, ModelError, UsageError
+from cxrkit.errors import CxrkitError, InputError, MissingDependencyError, ModelError, UsageError
 from cxrkit.io.images import header_size, read_image, sniff_kind
 from cxrkit.models import load_model
 from cxrkit.qc.rca import optional_estimator
@@ -229,7 +229,7 @@ class ResultsIndex:
     def __init__(self, root: str | os.PathLike, ttl: float = 1.0) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise CxrkitError(f"results folder {str(root)!r} does not exist or is not a folder")
+            raise InputError(f"results folder {str(root)!r} does not exist or is not a folder")
         self.ttl = ttl
         self._cache: dict[str, tuple[tuple[int, int], dict | None]] = {}
         self._listing: tuple[float, dict[str, dict]] = (float("-inf"), {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.landmarks import ORGANS, split_organs
 
 # BGR colours per organ.
@@ -33,16 +33,16 @@ def render_overlay(
     """
     shapes = {m.shape for m in masks.values()}
     if len(shapes) != 1:
-        raise CxrkitError(f"masks have different shapes {sorted(shapes)}")
+        raise InputError(f"masks have different shapes {sorted(shapes)}")
     (shape,) = shapes
     if image is None:
         canvas = np.full(shape + (3,), DARK_CANVAS, dtype=np.uint8)
     else:
         img = np.asarray(image)
         if img.shape[:2] != shape:
-            raise CxrkitError(f"image shape {img.shape[:2]} does not match the masks' {shape}")
+            raise InputError(f"image shape {img.shape[:2]} does not match the masks' {shape}")
         if img.dtype != np.uint8:
-            raise CxrkitError(f"image must be uint8, got {img.dtype}")
+            raise InputError(f"image must be uint8, got {img.dtype}")
         canvas = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[..., :3].copy()
     scale = max(shape) / 1024
     for organ in ORGANS:

@@ -11,7 +11,7 @@ import numpy as np
 
 from cxrkit.anatomy.measure import measure_masks
 from cxrkit.data.chexmask import image_basename
-from cxrkit.errors import CxrkitError, require
+from cxrkit.errors import CxrkitError, InputError, require
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS, parse_landmarks
 from cxrkit.io.rle import parse_runs
 
@@ -134,12 +134,12 @@ class RowBuffer:
             try:
                 starts, lengths = parse_runs(getattr(rec, organ), rec.height, rec.width)
             except CxrkitError as exc:
-                raise CxrkitError(f"{ORGAN_COLUMNS[organ]}: {exc}") from None
+                raise InputError(f"{ORGAN_COLUMNS[organ]}: {exc}") from None
             geo[organ] = runs_geometry(starts, lengths, rec.width)
         try:
             parse_landmarks(rec.landmarks)
         except CxrkitError as exc:
-            raise CxrkitError(f"Landmarks: {exc}") from None
+            raise InputError(f"Landmarks: {exc}") from None
         heart_w, thorax_w, ctr = _ctr({o: g[1] for o, g in geo.items()}, rec.width)
         cols = self.columns
         for name, kind, value in zip(self.layout.names, self.layout.kinds, fields):

@@ -83,7 +83,7 @@ def dataset_name(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     if not name or name.startswith("."):
-        raise CxrkitError(f"{path}: cannot derive a dataset name from the file name")
+        raise InputError(f"{path}: cannot derive a dataset name from the file name")
     return name
 
 

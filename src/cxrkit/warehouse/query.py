@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
 from cxrkit.data.nih import read_metadata
-from cxrkit.errors import CxrkitError, UsageError, require
+from cxrkit.errors import CxrkitError, InputError, UsageError, require
 from cxrkit.findings import FINDINGS
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def parquet_files(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> lis
         p = Path(raw)
         if p.is_file():
             if p.suffix != ".parquet":
-                raise CxrkitError(f"{p}: not a .parquet file; give the folder written by `cxrkit chexmask to-parquet`")
+                raise InputError(f"{p}: not a .parquet file; give the folder written by `cxrkit chexmask to-parquet`")
             files.append(p)
             continue
         if not p.is_dir():
@@ -129,7 +129,7 @@ def connect(
                 f"hive_partitioning = false)"
             )
         except duckdb.Error as exc:
-            raise CxrkitError(f"cannot read the Parquet files under {', '.join(map(str, data_dirs))}: {sql_error(exc)}") from None
+            raise InputError(f"cannot read the Parquet files under {', '.join(map(str, data_dirs))}: {sql_error(exc)}") from None
         log.info("chexmask view over %d Parquet files", len(files))
     if nih_metadata is not None:
         table = nih_table(nih_metadata)
@@ -192,7 +192,7 @@ def print_result(rel, stream: IO[str], fmt: str = "csv") -> int:
     array of objects, one per line) or ``table`` (aligned columns, cells cut at 60 characters).
     Returns the number of rows."""
     if fmt not in FORMATS:
-        raise CxrkitError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     names = list(rel.columns)
     n = 0
     if fmt == "csv":
@@ -230,7 +230,7 @@ def write_result(rel, out: str | os.PathLike) -> Path:
     target = Path(out)
     suffix = target.suffix.lower()
     if suffix not in (".csv", ".parquet", ".json"):
-        raise CxrkitError(f"{target}: unknown output type; expected a .csv, .parquet or .json file name")
+        raise InputError(f"{target}: unknown output type; expected a .csv, .parquet or .json file name")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from cxrkit.data.chexmask import STORED_SIZE, CheXmaskRecord
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.landmarks import ORGANS
 from cxrkit.metrics.segmentation import dice
@@ -39,7 +39,7 @@ def to_square_space(mask: np.ndarray, size: int = STORED_SIZE) -> np.ndarray:
     """
     m = np.asarray(mask)
     if m.ndim != 2:
-        raise CxrkitError(f"mask must be 2-D (H, W), got shape {m.shape}")
+        raise InputError(f"mask must be 2-D (H, W), got shape {m.shape}")
     if m.shape == (size, size):
         return m.astype(bool, copy=False)
     tf = SquareResize(m.shape[0], m.shape[1], size)

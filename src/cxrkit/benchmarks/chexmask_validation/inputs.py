@@ -14,7 +14,7 @@ from cxrkit.benchmarks.chexmask_validation.common import (
     MATCH_LEVELS,
 )
 from cxrkit.data.chexmask import CheXmaskRecord, iter_records
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import InputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -38,14 +38,14 @@ class ValidationInputs:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.annotations) <= 2:
-            raise CxrkitError(
+            raise InputError(
                 f"{self.csv}: expected 1 or 2 physicians' annotation files, got {len(self.annotations)}: "
                 f"{', '.join(map(str, self.annotations)) or 'none'}"
             )
         if len(self.physicians) != len(self.annotations):
-            raise CxrkitError(f"{self.csv}: {len(self.physicians)} physician names for {len(self.annotations)} files")
+            raise InputError(f"{self.csv}: {len(self.physicians)} physician names for {len(self.annotations)} files")
         if len(set(self.physicians)) != len(self.physicians):
-            raise CxrkitError(f"{self.csv}: two annotation files with the same physician name {self.physicians}")
+            raise InputError(f"{self.csv}: two annotation files with the same physician name {self.physicians}")
 
 
 def _strip_csv(name: str) -> str | None:
@@ -77,7 +77,7 @@ def discover_subsets(folder: str | os.PathLike) -> list[ValidationInputs]:
     is used when present. An annotation file is given to the longest dataset name it starts with."""
     root = Path(folder)
     if not root.is_dir():
-        raise CxrkitError(f"{root}: not a folder; expected the CheXmask subsets folder (<name>.csv + <name>_*_annotations.csv)")
+        raise InputError(f"{root}: not a folder; expected the CheXmask subsets folder (<name>.csv + <name>_*_annotations.csv)")
     stems: dict[str, Path] = {}
     annotation_files: list[tuple[str, Path]] = []
     for path in sorted(root.iterdir()):
@@ -102,7 +102,7 @@ def discover_subsets(folder: str | os.PathLike) -> list[ValidationInputs]:
         mapping = next((m for m in mappings if m.is_file()), None)
         out.append(ValidationInputs(name, stems[name], tuple(files), tuple(_physician_name(p, name) for p in files), mapping))
     if not out:
-        raise CxrkitError(f"{root}: no <name>.csv with <name>_<physician>_annotations.csv beside it")
+        raise InputError(f"{root}: no <name>.csv with <name>_<physician>_annotations.csv beside it")
     return out
 
 
@@ -118,7 +118,7 @@ def explicit_inputs(
     files = tuple(_check_file(Path(a), "annotation CSV") for a in annotations)
     name = dataset or _strip_csv(path.name) or path.stem
     if len({f.resolve() for f in files}) != len(files):
-        raise CxrkitError(f"the same annotation file is given twice: {', '.join(map(str, files))}")
+        raise InputError(f"the same annotation file is given twice: {', '.join(map(str, files))}")
     names = tuple(_physician_name(f, name) for f in files)
     if len(set(names)) != len(names):  # e.g. two folders' a_annotations.csv
         names = tuple(f"{n}{i + 1}" for i, n in enumerate(names))
@@ -184,6 +184,6 @@ def _read_annotations(path: Path) -> list[CheXmaskRecord]:
     seen: dict[str, int] = {}
     for r in records:
         if r.image_id in seen:
-            raise CxrkitError(f"{path}:{r.line}: row {r.image_id!r}: the same image id is on line {seen[r.image_id]}")
+            raise InputError(f"{path}:{r.line}: row {r.image_id!r}: the same image id is on line {seen[r.image_id]}")
         seen[r.image_id] = r.line
     return records

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrkit.benchmarks.chexmask_validation.common import AVERAGE, STRUCTURES, _one
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.atomic import write_text
 from cxrkit.metrics.stats import pearson
 from cxrkit.viz import pyplot, save_figure
@@ -67,7 +67,7 @@ def write_outputs(result: ValidationResult, out: str | os.PathLike, *, plots: bo
     """Write ``per_image.csv``, ``summary.csv``, ``unmatched.csv`` and the plots into ``out`` (atomically)."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
-        raise CxrkitError(f"{folder}: exists and is not a folder")
+        raise InputError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "per_image": folder / "per_image.csv",

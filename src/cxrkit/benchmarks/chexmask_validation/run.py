@@ -24,7 +24,7 @@ from cxrkit.benchmarks.chexmask_validation.validate import (
     validate_dataset,
 )
 from cxrkit.data.chexmask import STORED_SIZE
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -41,10 +41,10 @@ def _resolve_inputs(
     single = isinstance(subsets_dir_or_csvs, (str, os.PathLike, ValidationInputs))
     items = [subsets_dir_or_csvs] if single else list(subsets_dir_or_csvs)  # type: ignore[arg-type]
     if not items:
-        raise CxrkitError("nothing to validate: give a subsets folder or a CheXmask CSV with its annotation files")
+        raise InputError("nothing to validate: give a subsets folder or a CheXmask CSV with its annotation files")
     if annotations:
         if len(items) != 1 or isinstance(items[0], ValidationInputs) or Path(items[0]).is_dir():
-            raise CxrkitError("annotation files go with exactly one CheXmask CSV (not a folder or several CSVs)")
+            raise InputError("annotation files go with exactly one CheXmask CSV (not a folder or several CSVs)")
         return [explicit_inputs(items[0], annotations, dataset=dataset, name_mapping=name_mapping)]
     out: list[ValidationInputs] = []
     for item in items:
@@ -62,12 +62,12 @@ def _resolve_inputs(
         except CxrkitError:
             found = []
         if not found:
-            raise CxrkitError(f"{path}: no {name}_<physician>_annotations.csv beside it; pass the annotation files explicitly")
+            raise InputError(f"{path}: no {name}_<physician>_annotations.csv beside it; pass the annotation files explicitly")
         out.extend(found)
     names = [i.dataset for i in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise CxrkitError(f"dataset name(s) given twice: {', '.join(dup)}")
+        raise InputError(f"dataset name(s) given twice: {', '.join(dup)}")
     return out
 
 

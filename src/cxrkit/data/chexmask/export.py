@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.landmarks import ORGANS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +34,7 @@ def safe_filename(image_id: str) -> str:
     """
     name = _UNSAFE.sub("_", image_id.strip())
     if not name:
-        raise CxrkitError(f"image id {image_id!r} gives an empty file name")
+        raise InputError(f"image id {image_id!r} gives an empty file name")
     if name.startswith("."):
         name = "_" + name
     return name

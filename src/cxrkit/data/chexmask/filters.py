@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError, UsageError
+from cxrkit.errors import CxrkitError, InputError, UsageError
 from cxrkit.io.atomic import atomic_open
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS
 
@@ -58,9 +58,9 @@ def structure_dice_column(structure: str, by: Literal["mean", "max"] = "mean") -
     ``by`` the column family (``mean`` or ``max``).
     """
     if structure not in STRUCTURE_CHOICES:
-        raise CxrkitError(f"unknown structure {structure!r}; expected one of {', '.join(STRUCTURE_CHOICES)}")
+        raise InputError(f"unknown structure {structure!r}; expected one of {', '.join(STRUCTURE_CHOICES)}")
     if by not in ("mean", "max"):
-        raise CxrkitError(f"by must be 'mean' or 'max', got {by!r}")
+        raise InputError(f"by must be 'mean' or 'max', got {by!r}")
     return f"Dice RCA ({by.capitalize()}) {ORGAN_COLUMNS[structure]}"
 
 
@@ -110,7 +110,7 @@ def _structure_columns(cols: Columns, src: str | os.PathLike, thresholds: dict[s
         else:
             found[structure] = index
     if missing:
-        raise CxrkitError(
+        raise InputError(
             f"{src}: no column {', '.join(repr(m) for m in missing)} for the per-structure threshold(s); "
             f"only QC CSVs written by cxrkit carry per-structure Dice RCA columns (header: {_header_text(cols.header)})"
         )
@@ -206,30 +206,30 @@ def filter_csv(
     ``no heart Dice RCA (Mean)``). The per-structure values are used as written (no swap repair).
     """
     if by not in ("mean", "max"):
-        raise CxrkitError(f"by must be 'mean' or 'max', got {by!r}")
+        raise InputError(f"by must be 'mean' or 'max', got {by!r}")
     if not 0.0 <= threshold <= 1.0:
-        raise CxrkitError(f"threshold {threshold!r} is outside [0, 1]")
+        raise InputError(f"threshold {threshold!r} is outside [0, 1]")
     per_structure: dict[str, float] = {}
     for structure, value in (structure_thresholds or {}).items():
         if structure not in STRUCTURE_CHOICES:
-            raise CxrkitError(
+            raise InputError(
                 f"structure threshold: unknown structure {structure!r}; expected one of {', '.join(STRUCTURE_CHOICES)}"
             )
         try:
             per_structure[structure] = float(value)
         except (TypeError, ValueError):
-            raise CxrkitError(
+            raise InputError(
                 f"structure threshold {structure}={value!r} is not a number; expected a Dice in [0, 1]"
             ) from None
         if not 0.0 <= per_structure[structure] <= 1.0:
-            raise CxrkitError(f"structure threshold {structure}={value!r} is outside [0, 1]")
+            raise InputError(f"structure threshold {structure}={value!r} is outside [0, 1]")
     cols = read_columns(src, id_column)
     if (cols.dice_mean if by == "mean" else cols.dice_max) is None:
-        raise CxrkitError(f"{src}: no 'Dice RCA ({by.capitalize()})' column to filter on (header: {_header_text(cols.header)})")
+        raise InputError(f"{src}: no 'Dice RCA ({by.capitalize()})' column to filter on (header: {_header_text(cols.header)})")
     structure_index = _structure_columns(cols, src, per_structure, by) if per_structure else {}
     dst = Path(dst)
     if dst.resolve() == Path(src).resolve():
-        raise CxrkitError(f"{dst}: the output must differ from the input")
+        raise InputError(f"{dst}: the output must differ from the input")
     summary = FilterSummary(str(src), str(dst), threshold, by, id_column=cols.id_name, structure_thresholds=per_structure)
     with _open_out(dst) as out:
         writer = csv.writer(out, lineterminator="\n")
@@ -246,7 +246,7 @@ def filter_csv(
                 except CxrkitError as exc:
                     err = RowError(str(src), item.line, f"row {item.image_id!r}: {exc}", item.image_id)
                     if not lenient:
-                        raise CxrkitError(str(err)) from None
+                        raise InputError(str(err)) from None
                     summary.errors.append(str(err))
                     continue
             summary.dice_swapped += item.dice_swapped

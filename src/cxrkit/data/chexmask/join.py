@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import InputError
 from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.io.tables import open_text
 
@@ -34,13 +34,13 @@ def _nih_table(nih: "pd.DataFrame") -> "pd.DataFrame":
     elif "Image Index" in nih.columns:
         table = nih.set_index("Image Index", drop=False)
     else:
-        raise CxrkitError(
+        raise InputError(
             "NIH metadata needs an 'Image Index' column or index; got columns "
             f"{', '.join(map(str, nih.columns))}"
         )
     if not table.index.is_unique:
         dup = table.index[table.index.duplicated()][:3].tolist()
-        raise CxrkitError(f"NIH metadata has duplicate 'Image Index' values, e.g. {dup}")
+        raise InputError(f"NIH metadata has duplicate 'Image Index' values, e.g. {dup}")
     return table
 
 
@@ -66,7 +66,7 @@ def join_nih(
     ``how="left"`` they are yielded with ``nih=None``. :class:`RowError` items pass through.
     """
     if how not in ("inner", "left"):
-        raise CxrkitError(f"how must be 'inner' or 'left', got {how!r}")
+        raise InputError(f"how must be 'inner' or 'left', got {how!r}")
     table = _nih_table(nih)
     unmatched = total = 0
     first_unmatched: str | None = None
@@ -113,7 +113,7 @@ def records_frame(records: Iterable[CheXmaskRecord | RowError]) -> "pd.DataFrame
     rows = []
     for r in records:
         if isinstance(r, RowError):
-            raise CxrkitError(str(r))
+            raise InputError(str(r))
         rows.append(
             {
                 "image_id": r.image_id,
@@ -142,13 +142,13 @@ def read_name_mapping(path: str | os.PathLike) -> dict[str, str]:
         reader = csv.DictReader(fh)
         try:
             if reader.fieldnames is None or not {"Original", "New"} <= set(reader.fieldnames):
-                raise CxrkitError(f"{path}: expected columns Original,New; got {reader.fieldnames}")
+                raise InputError(f"{path}: expected columns Original,New; got {reader.fieldnames}")
             for row in reader:
                 if row["New"] is None or row["Original"] is None:  # a short row
-                    raise CxrkitError(f"{path}:{reader.line_num}: expected 2 fields Original,New; got {list(v for v in row.values() if v is not None)}")
+                    raise InputError(f"{path}:{reader.line_num}: expected 2 fields Original,New; got {list(v for v in row.values() if v is not None)}")
                 out[row["New"].strip()] = image_basename(row["Original"].strip())
         except STREAM_ERRORS as exc:
             raise stream_error(str(path), reader.line_num, exc) from None
         except csv.Error as exc:
-            raise CxrkitError(f"{path}:{reader.line_num + 1}: unreadable CSV row: {exc}") from None
+            raise InputError(f"{path}:{reader.line_num + 1}: unreadable CSV row: {exc}") from None
     return out

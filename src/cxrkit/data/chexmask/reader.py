@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 import numpy as np
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.io import rle as rle_codec
 from cxrkit.io.landmarks import ORGAN_COLUMNS, ORGANS, organ_masks, parse_landmarks
 from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
@@ -136,19 +136,19 @@ class Columns:
                 found[key] = i
         if id_column is not None:
             if id_column not in names:
-                raise CxrkitError(f"{source}: no column {id_column!r} for the image id; the header has {_header_text(names)}")
+                raise InputError(f"{source}: no column {id_column!r} for the image id; the header has {_header_text(names)}")
             id_index = names.index(id_column)
         else:
             candidates = sorted((_ID_KEYS[_norm(n)], i) for i, n in enumerate(names) if _norm(n) in _ID_KEYS)
             if not candidates:
-                raise CxrkitError(
+                raise InputError(
                     f"{source}: no image-id column; expected one of {', '.join(ID_COLUMNS)} "
                     f"(or pass id_column), the header has {_header_text(names)}"
                 )
             id_index = candidates[0][1]
         missing = [ORGAN_COLUMNS.get(k, k.capitalize()) for k in _REQUIRED if k not in found]
         if missing:
-            raise CxrkitError(
+            raise InputError(
                 f"{source}: missing column(s) {', '.join(missing)}; a CheXmask CSV has Landmarks, Right Lung, "
                 f"Left Lung, Heart (header: {_header_text(names)})"
             )
@@ -168,9 +168,9 @@ def read_columns(path: str | os.PathLike, id_column: str | None = None) -> Colum
         except STREAM_ERRORS as exc:
             raise stream_error(str(path), 0, exc) from None
         except csv.Error as exc:
-            raise CxrkitError(f"{path}:1: unreadable header: {exc}") from None
+            raise InputError(f"{path}:1: unreadable header: {exc}") from None
     if header is None:
-        raise CxrkitError(f"{path}: empty file; expected a CheXmask CSV header")
+        raise InputError(f"{path}: empty file; expected a CheXmask CSV header")
     return Columns.from_header(header, str(path), id_column)
 
 
@@ -221,7 +221,7 @@ class CheXmaskRecord:
     def rle(self, organ: str) -> str:
         """The RLE string of ``organ`` (``right_lung``, ``left_lung`` or ``heart``)."""
         if organ not in ORGANS:
-            raise CxrkitError(f"unknown organ {organ!r}; expected one of {', '.join(ORGANS)}")
+            raise InputError(f"unknown organ {organ!r}; expected one of {', '.join(ORGANS)}")
         return getattr(self, organ)
 
     def mask(self, organ: str, out: np.ndarray | None = None) -> np.ndarray:
@@ -231,7 +231,7 @@ class CheXmaskRecord:
         try:
             return rle_codec.decode(text, self.height, self.width, out=out)
         except CxrkitError as exc:
-            raise CxrkitError(f"{self.where}: {ORGAN_COLUMNS[organ]} of {self.image_id!r}: {exc}") from None
+            raise InputError(f"{self.where}: {ORGAN_COLUMNS[organ]} of {self.image_id!r}: {exc}") from None
 
     def masks(self) -> dict[str, np.ndarray]:
         """Decode all three RLE masks: ``{"right_lung", "left_lung", "heart"}`` -> bool ``(height, width)``."""
@@ -242,7 +242,7 @@ class CheXmaskRecord:
         try:
             return parse_landmarks(self.landmarks)
         except CxrkitError as exc:
-            raise CxrkitError(f"{self.where}: Landmarks of {self.image_id!r}: {exc}") from None
+            raise InputError(f"{self.where}: Landmarks of {self.image_id!r}: {exc}") from None
 
     def landmark_masks(self) -> dict[str, np.ndarray]:
         """Masks filled from the landmarks (equal to :meth:`masks` on CheXmask's HybridGNet rows)."""
@@ -259,9 +259,9 @@ def _parse_size(text: str, name: str) -> tuple[int, bool]:
     try:
         value = float(t)
     except ValueError:
-        raise CxrkitError(f"{name} {text!r} is not a number; expected a positive integer or blank (= 1024)") from None
+        raise InputError(f"{name} {text!r} is not a number; expected a positive integer or blank (= 1024)") from None
     if not math.isfinite(value) or value != int(value) or value <= 0:
-        raise CxrkitError(f"{name} {text!r} is not a positive integer (blank means 1024)")
+        raise InputError(f"{name} {text!r} is not a positive integer (blank means 1024)")
     return int(value), False
 
 
@@ -272,21 +272,21 @@ def _parse_dice(text: str, name: str) -> float | None:
     try:
         value = float(t)
     except ValueError:
-        raise CxrkitError(f"{name} {text!r} is not a number; expected a Dice score in [0, 1] or blank") from None
+        raise InputError(f"{name} {text!r} is not a number; expected a Dice score in [0, 1] or blank") from None
     if math.isnan(value):
         return None
     if not 0.0 <= value <= 1.0:
-        raise CxrkitError(f"{name} {text!r} is outside [0, 1]")
+        raise InputError(f"{name} {text!r} is outside [0, 1]")
     return value
 
 
 def _make_record(fields: list[str], cols: Columns, source: str, line: int, repair_dice: bool, validate: bool) -> CheXmaskRecord:
     n = len(cols.header)
     if len(fields) != n:
-        raise CxrkitError(f"{len(fields)} fields; the header has {n}")
+        raise InputError(f"{len(fields)} fields; the header has {n}")
     image_id = fields[cols.id].strip()
     if not image_id:
-        raise CxrkitError(f"empty image id in column {cols.id_name!r}")
+        raise InputError(f"empty image id in column {cols.id_name!r}")
     height, blank_h = _parse_size(fields[cols.height], "Height") if cols.height is not None else (STORED_SIZE, True)
     width, blank_w = _parse_size(fields[cols.width], "Width") if cols.width is not None else (STORED_SIZE, True)
     dice_mean = _parse_dice(fields[cols.dice_mean], "Dice RCA (Mean)") if cols.dice_mean is not None else None
@@ -316,7 +316,7 @@ def _make_record(fields: list[str], cols: Columns, source: str, line: int, repai
             try:
                 rle_codec.parse_runs(record.rle(organ), height, width)
             except CxrkitError as exc:
-                raise CxrkitError(f"{ORGAN_COLUMNS[organ]}: {exc}") from None
+                raise InputError(f"{ORGAN_COLUMNS[organ]}: {exc}") from None
     return record
 
 
@@ -339,9 +339,9 @@ def iter_rows(
         try:
             header = next(reader)
         except StopIteration:
-            raise CxrkitError(f"{source}: empty file; expected a CheXmask CSV header") from None
+            raise InputError(f"{source}: empty file; expected a CheXmask CSV header") from None
         except csv.Error as exc:
-            raise CxrkitError(f"{source}:1: unreadable header: {exc}") from None
+            raise InputError(f"{source}:1: unreadable header: {exc}") from None
         except STREAM_ERRORS as exc:
             raise stream_error(source, 0, exc) from None
         cols = Columns.from_header(header, source, id_column)
@@ -356,7 +356,7 @@ def iter_rows(
             except csv.Error as exc:  # e.g. NUL byte, unterminated quote at EOF
                 err = RowError(source, line, f"unreadable CSV row: {exc}")
                 if not lenient:
-                    raise CxrkitError(str(err)) from None
+                    raise InputError(str(err)) from None
                 yield cols, err, []
                 continue
             if not fields:  # a blank line carries no row
@@ -367,7 +367,7 @@ def iter_rows(
                 image_id = fields[cols.id] if len(fields) > cols.id else None
                 err = RowError(source, line, f"row {image_id!r}: {exc}" if image_id else str(exc), image_id)
                 if not lenient:
-                    raise CxrkitError(str(err)) from None
+                    raise InputError(str(err)) from None
                 item = err
             yield cols, item, fields
 
@@ -395,7 +395,7 @@ def iter_records(
 def iter_chunks(path: str | os.PathLike, chunksize: int = 1000, **kwargs: Any) -> Iterator[list[CheXmaskRecord | RowError]]:
     """:func:`iter_records` in lists of up to ``chunksize`` items (for batch work such as the NIH join)."""
     if chunksize < 1:
-        raise CxrkitError(f"chunksize must be >= 1, got {chunksize}")
+        raise InputError(f"chunksize must be >= 1, got {chunksize}")
     chunk: list[CheXmaskRecord | RowError] = []
     for item in iter_records(path, **kwargs):
         chunk.append(item)
@@ -415,8 +415,8 @@ def find_record(path: str | os.PathLike, image_id: str, *, id_column: str | None
     for _, item, fields in iter_rows(path, id_column, lenient=True, repair_dice=True, validate=False):
         if isinstance(item, RowError):
             if item.image_id is not None and item.image_id.strip() == target:
-                raise CxrkitError(str(item))
+                raise InputError(str(item))
             continue
         if item.image_id == target:
             return item
-    raise CxrkitError(f"image id {image_id!r} not found in {path}")
+    raise InputError(f"image id {image_id!r} not found in {path}")

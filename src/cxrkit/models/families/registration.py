@@ -9,8 +9,8 @@ Two stages, as in learned affine + deformable registration (MONAI's GlobalNet / 
 
 Both heads start at zero, so an untrained network is the identity transform.
 
-Input: two standardized images ``(N, 1, S, S)`` (see :func:`cxrkit.qc.register.standardize`); output a
-:class:`cxrkit.qc.register.Transform` mapping fixed -> moving locations. Trained (``cxrkit registration
+Input: two standardized images ``(N, 1, S, S)`` (see :func:`cxrkit.models.warp.standardize`); output a
+:class:`cxrkit.models.warp.Transform` mapping fixed -> moving locations. Trained (``cxrkit registration
 train``) with local NCC and a smoothness penalty on image pairs, optionally plus a soft-Dice loss on
 labelled pairs; at inference it sees images only.
 
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from cxrkit.models.cards import ModelCard, Normalization, Provenance, arch
 from cxrkit.models.module import CxrModule
 from cxrkit.models.registry import register_model
+from cxrkit.models.warp import Transform, standardize
 
 _ARCH = dict(widths=(16, 32, 32, 64, 64), unet_channels=(16, 32, 32, 32), max_disp=0.25)
 
@@ -59,8 +60,6 @@ class RegNet(CxrModule):
         self.max_disp = float(a["max_disp"])
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor, deformable: bool = True):
-        from cxrkit.qc.register import Transform, standardize
-
         if moving.shape[0] == 1 and fixed.shape[0] > 1:
             moving = moving.expand(fixed.shape[0], *moving.shape[1:])
         h = self.encoder(torch.cat([moving, fixed], 1)).mean(dim=(2, 3))
