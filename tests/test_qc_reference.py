@@ -26,7 +26,7 @@ SAMPLE_IMAGES = shipped_reference_path().parents[2] / "demo" / "sample" / "nih" 
 def fresh_install(tmp_path, monkeypatch):
     """No shared data anywhere (the environment variable names an empty folder, and the fallbacks beside the
     working directory and the checkout are gone), no CXRKIT_RCA_REFERENCE: what a new user has."""
-    import cxrkit.data.shared as shared
+    import cxrkit.cli.shared as shared
 
     empty = tmp_path / "no_shared"
     empty.mkdir()

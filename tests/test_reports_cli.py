@@ -157,7 +157,7 @@ def test_eval_on_small_gold(tmp_path, capsys):
 def test_eval_without_gold_gives_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CXRKIT_SHARED_DATA", str(tmp_path / "none"))
     monkeypatch.chdir(tmp_path)
-    import cxrkit.data.shared as shared
+    import cxrkit.cli.shared as shared
 
     monkeypatch.setattr(shared, "__file__", str(tmp_path / "a" / "b" / "c" / "d.py"))
     assert main(["reports", "eval"]) != 0

@@ -129,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _lesions(args: argparse.Namespace) -> int:
     from cxrkit.classification.lesion_bench import LesionBenchConfig, parse_lse_r, run_lesion_benchmark
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
 
     from pathlib import Path
 
@@ -190,7 +190,7 @@ def _seeds_table(summary: dict) -> str:
 
 def _bench_metadata(given: str | None) -> str | None:
     """NIH metadata for the lesion benchmark: given, 'none', or the shared v2020 file when present."""
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
 
     if given == "none":
         return None
@@ -212,7 +212,7 @@ def _print_brief(m: dict, **extra) -> None:
 
 def _lesions_compose(args: argparse.Namespace) -> int:
     from cxrkit.classification.lesion_compose import compose_runs
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
 
     images = args.images or find_shared("nih/images", "pass --images FOLDER of NIH PNGs")
     m = compose_runs(args.runs, images, args.out, metadata=_bench_metadata(args.metadata), progress=not args.quiet)
@@ -221,7 +221,7 @@ def _lesions_compose(args: argparse.Namespace) -> int:
 
 
 def _rca(args: argparse.Namespace) -> int:
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
     from cxrkit.errors import CxrkitError, UsageError
     from cxrkit.io.outputs import check_out_dir
     from cxrkit.models import create_model
@@ -298,7 +298,7 @@ def _format_comparison(comparison) -> str:
 
 
 def _rca_natural(args: argparse.Namespace) -> int:
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
     from cxrkit.qc.natural import load_snapshots, run_natural
     from cxrkit.qc.rca import Calibration, make_estimator
     from cxrkit.qc.reference import load_reference

@@ -94,7 +94,7 @@ def _qc(args: argparse.Namespace) -> int:
     from cxrkit.io.inputs import collect_images
     from cxrkit.io.outputs import check_out_file
     from cxrkit.models.device import resolve_device
-    from cxrkit.qc.files import qc_files, write_qc_csv
+    from cxrkit.qc.run import qc_files, write_qc_csv
 
     check_out_file(args.out)
     if args.annotated:
@@ -180,7 +180,7 @@ def _reference_show(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
     from cxrkit.io.images import expand_image_paths
     from cxrkit.qc.train_registration import RegTrainConfig, train_registration
 

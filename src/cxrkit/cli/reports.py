@@ -117,10 +117,12 @@ def _label(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from cxrkit.io.atomic import atomic_open
-    from cxrkit.reports.evaluate import GOLD_FILE, REPORTS_FILE, default_gold_dir, evaluate, format_table, read_gold
+    from cxrkit.cli.shared import find_shared
+    from cxrkit.reports.evaluate import GOLD_FILE, REPORTS_FILE, evaluate, format_table, read_gold
     from cxrkit.reports.output import iter_labeled
 
-    gold = Path(args.gold) if args.gold else default_gold_dir() / GOLD_FILE
+    gold = Path(args.gold) if args.gold else find_shared(
+        f"reports/openi/{GOLD_FILE}", "pass --gold FILE --reports NLMCXR_reports.tgz or set CXRKIT_SHARED_DATA")
     if args.reports:
         reports = Path(args.reports)
     else:

@@ -100,7 +100,7 @@ def _segment(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
     from cxrkit.segmentation.train import SegTrainConfig, train_segmentation
 
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")
@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from cxrkit.data.shared import find_shared
+    from cxrkit.cli.shared import find_shared
     from cxrkit.models import create_model
     from cxrkit.models import load_checkpoint
     from cxrkit.segmentation.evaluate import PERTURBATIONS, evaluate_checkpoint, write_report

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cxrkit.data.shared import find_shared
-from cxrkit.errors import InputError
+from cxrkit.errors import InputError, UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.reports.io import iter_reports
 from cxrkit.reports.labeler import Labeler, ReportLabels
@@ -36,7 +35,6 @@ __all__ = [
     "Score",
     "EvalResult",
     "read_gold",
-    "default_gold_dir",
     "evaluate",
     "score",
     "format_table",
@@ -143,13 +141,6 @@ def read_gold(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     return gold
 
 
-def default_gold_dir() -> Path:
-    """``reports/openi`` under the shared data folder (see :mod:`cxrkit.data.shared`). Raises
-    :class:`CxrkitError` listing the places tried when none has the gold file."""
-    return find_shared(f"reports/openi/{GOLD_FILE}",
-                       "pass --gold FILE --reports NLMCXR_reports.tgz or set CXRKIT_SHARED_DATA").parent
-
-
 def _binary(value: int | None, uncertain_as: str) -> int:
     if value == 1:
         return 1
@@ -182,7 +173,7 @@ def _micro(scores: Iterable[Score], name: str) -> Score:
 
 
 def evaluate(
-    gold_path: str | os.PathLike | None = None,
+    gold_path: str | os.PathLike,
     reports_path: str | os.PathLike | None = None,
     labeler: Labeler | None = None,
     uncertain_as: str = "negative",
@@ -190,16 +181,14 @@ def evaluate(
 ) -> EvalResult:
     """Label the gold reports and score them.
 
-    ``gold_path`` defaults to ``openi_gold_dev.csv`` and ``reports_path`` to ``NLMCXR_reports.tgz``
-    in :func:`default_gold_dir` (``reports_path`` may be anything :func:`iter_reports` reads whose ids
-    match the gold ids). ``results`` may pass already-labeled reports instead of ``reports_path``.
+    ``gold_path``: the gold labels (``openi_gold_dev.csv``); ``reports_path``: anything :func:`iter_reports` reads
+    whose ids match the gold ids (``NLMCXR_reports.tgz``; default: that file beside the gold file).
+    ``results`` may pass already-labeled reports instead of ``reports_path``.
     """
     if uncertain_as not in ("negative", "positive"):
-        raise ValueError("uncertain_as must be 'negative' or 'positive'")
-    if gold_path is None or (reports_path is None and results is None):
-        folder = default_gold_dir()
-        gold_path = gold_path or folder / GOLD_FILE
-        reports_path = reports_path or folder / REPORTS_FILE
+        raise UsageError(f"uncertain_as must be 'negative' or 'positive', got {uncertain_as!r}")
+    if reports_path is None and results is None:
+        reports_path = Path(gold_path).parent / REPORTS_FILE
     gold = read_gold(gold_path)
     labeler = labeler or Labeler()
     if results is None:

@@ -7,3 +7,5 @@ FAMILY_MODULES: tuple[str, ...] = ("classifiers", "ensemble", "hybridgnet", "une
 
 for _name in FAMILY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
+
+__all__ = ["FAMILY_MODULES"]

@@ -1,4 +1,7 @@
-"""Locating the shared real-data folder (``../shared/data`` in a development checkout).
+"""Locating the shared real-data folder (``../shared/data`` in a development checkout), for the CLI's defaults only.
+
+Library code never reads it: commands whose inputs default to real data (``bench``, ``segmentation train``,
+``registration train``, ``reports eval``) resolve those defaults here and pass explicit paths on.
 
 Commands that default to real data look, in order, under ``$CXRKIT_SHARED_DATA``, ``../shared/data``
 relative to the working directory, and ``../shared/data`` relative to the source checkout.
