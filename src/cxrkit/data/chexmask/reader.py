@@ -98,9 +98,6 @@ def _raise_field_size_limit() -> None:
         csv.field_size_limit(min(_FIELD_SIZE_LIMIT, sys.maxsize))
 
 
-# ------------------------------------------------------------------------------------------------
-# header
-# ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Columns:
     """Where each field is in a CheXmask CSV's rows (0-based field indices; None when absent)."""
@@ -174,9 +171,6 @@ def read_columns(path: str | os.PathLike, id_column: str | None = None) -> Colum
     return Columns.from_header(header, str(path), id_column)
 
 
-# ------------------------------------------------------------------------------------------------
-# records
-# ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RowError:
     """A row that could not be read (yielded instead of raising when ``lenient=True``)."""
