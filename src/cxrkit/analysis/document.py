@@ -8,7 +8,8 @@ JSON schema (``schema_version`` "1.2"; coordinates in pixels of the original ima
      "probabilities": {finding: p}, "boxes": [{"finding", "x", "y", "w", "h", "score"}],   # as `cxrkit predict`
      "segmentation": {"model": name, "provenance": {...}, "landmarks": [[x, y] x 120] (right lung 0-43, left
                       lung 44-93, heart 94-119), "masks": {"right_lung", "left_lung", "heart": CheXmask RLE}},
-     "qc": {"dice_rca_mean", "dice_rca_max", "dice_rca_calibrated", "per_structure": {...}} | null,
+     "qc": {"dice_rca_mean", "dice_rca_max", "dice_rca_calibrated", "per_structure": {...},
+            "reference": {"reference_set", "references", "method", "calibrated"}} | null,   # reference: 1.2
      "qc_note": "<why qc is null>" (only when it is),
      "measurements": {"ctr", "heart_width_px", "thorax_width_px", "area_*_px", and *_mm / *_mm2 with spacing},
      "heatmaps": {"method": "cam", "width": w, "height": h,                  # only when asked for (1.1)

@@ -129,7 +129,8 @@ class AnalyzeWork:
                                                "max": round(est.per_structure_max[s], 6),
                                                "calibrated": None if est.calibrated is None
                                                else round(est.calibrated[s], 6)}
-                                           for s in est.per_structure_mean}}
+                                           for s in est.per_structure_mean},
+                         **({"reference": output["rca_reference"]} if output.get("rca_reference") else {})}
         else:
             doc["qc_note"] = self.qc_note or "quality control not run"
         if self.heatmaps and pred is not None:
@@ -159,6 +160,10 @@ class AnalyzeJob:
                  precision: str = "auto") -> None:
 
         self.segmenter, self.classifier, self.qc = segmenter, classifier, qc
+        self.qc_reference = None if qc is None else {
+            "reference_set": Path(str(qc.reference.source)).name or str(qc.reference.source),
+            "references": len(qc.reference), "method": qc.method,
+            "calibrated": qc.calibration is not None}
         dev = next(segmenter.parameters()).device
         self.seg_precision = resolve_precision(precision, segmenter.card, dev)
         self.clf_precision = (None if classifier is None else
@@ -190,4 +195,5 @@ class AnalyzeJob:
             tables = self.qc.score_batch(np.stack([i["qc"] for i in inputs]), masks)
             for out, t in zip(outputs, tables):
                 out["rca"] = self.qc.summarize(t)
+                out["rca_reference"] = self.qc_reference
         return outputs

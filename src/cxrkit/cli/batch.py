@@ -55,7 +55,7 @@ def _add_common(p: argparse.ArgumentParser, kind: str) -> None:
         add_model_option(p, "landmark model", "hybridgnet (shipped)", flag="--segmentation-model")
     if kind != "predict":
         p.add_argument("--qc", action="store_true", help="quality control by RCA (Dice RCA columns / qc object); "
-                       "needs a reference set (see cxrkit qc)")
+                       "against the reference set shipped in the package unless --reference names another")
         from cxrkit.cli.qc import add_rca_options
 
         add_rca_options(p)
