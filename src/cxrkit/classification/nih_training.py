@@ -72,8 +72,8 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
 
             dist.barrier()
         source = ImageCache(cache)
-    train_ds = NIHDataset(tables["train"], source, size=config.input_size)
-    val_ds = NIHDataset(tables["val"], source, size=config.input_size)
+    train_ds = NIHDataset(tables["train"], source, size=config.input_size, uint8=True)
+    val_ds = NIHDataset(tables["val"], source, size=config.input_size, uint8=True)
     return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress,
                                        stop_after_epochs=stop_after_epochs)
 

@@ -160,7 +160,8 @@ def predict_dataset(model, ds, batch_size: int = 32, workers: int = 0, bf16: boo
     card = _unwrap(model).card
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in tqdm(_loader(ds, range(len(ds)), batch_size, workers), disable=not progress, desc="predict"):
-            x = _normalize(batch["image"].to(device), card)
+            x = batch["image"].to(device)
+            x = _normalize(x.float().div_(255) if x.dtype == torch.uint8 else x, card)
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             probs.append(torch.sigmoid(model(x).float()).cpu().numpy())
@@ -284,7 +285,9 @@ class _EpochRun:
         for i in micro:
             batch = self._batch(epoch, i)
             gen = torch.Generator().manual_seed(_seed(c.seed, epoch, i, d.rank, 2))
-            x = batch["image"].to(d.device)
+            x = batch["image"].to(d.device, non_blocking=True)
+            if x.dtype == torch.uint8:  # uint8 from the loader (4x less to move): scaled here, on the device
+                x = x.float().div_(255)
             if c.augment is not None:  # batched, on the device (the parameters come from the CPU generator)
                 x = augment_images(x, gen, c.augment)
             x = _normalize(x, _unwrap(self.model).card)
