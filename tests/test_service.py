@@ -223,7 +223,7 @@ def test_full_queue_answers_503():
             r = c.post("/v1/analyze", files={"file": ("b.png", SAMPLE.read_bytes(), "image/png")})
             if r.status_code == 503:
                 break
-        assert r.status_code == 503 and "queue is full" in r.json()["detail"]
+        assert r.status_code == 503 and "queue is full" in r.json()["detail"] and r.headers["retry-after"] == "1"
         gate.set()
         t.join(60)
         assert results == [200]

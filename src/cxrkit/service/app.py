@@ -18,7 +18,8 @@ Errors: a bad upload (:class:`~cxrkit.errors.InputError` and other cxrkit input 
 
 Bounds: the upload size (``max_upload_bytes``; 413), the pixel count read from the header before decoding
 (``max_pixels``; 413), the content type sniffed from the bytes, never the file name (415), a concurrency
-limit with a bounded wait queue (``max_concurrent`` analyses, ``max_queue`` waiting; 503 when full).
+limit with a bounded wait queue (``max_concurrent`` analyses, ``max_queue`` waiting; 503 with ``Retry-After``
+when full).
 Uploads go to a private temporary directory under a generated name; the client's file name is only
 echoed (as its last path component) in the result. Every error is JSON ``{"detail": ...}``.
 """
@@ -99,14 +100,14 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
     @app.get("/healthz")
     async def healthz():
         if state["analyzer"] is None:
-            raise HTTPException(503, "models are loading")
+            raise HTTPException(503, "models are loading", headers={"Retry-After": "5"})
         return {"status": "ok"}
 
     @app.get("/v1/models")
     async def models():
         a = state["analyzer"]
         if a is None:
-            raise HTTPException(503, "models are loading")
+            raise HTTPException(503, "models are loading", headers={"Retry-After": "5"})
         roles = [("classifier", a.classifier), ("segmenter", a.segmenter),
                  ("registration", a.qc.model if a.qc is not None else None)]
         cards = [dict(m.card.to_dict(), role=role) for role, m in roles if m is not None]
@@ -119,7 +120,7 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
 
         a = state["analyzer"]
         if a is None:
-            raise HTTPException(503, "models are loading")
+            raise HTTPException(503, "models are loading", headers={"Retry-After": "5"})
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
@@ -134,7 +135,7 @@ def create_app(analyzer_factory: Callable[[], object] | None = None, *, max_uplo
             raise HTTPException(413, f"image has {pixels} pixels; the limit is {max_pixels}")
         name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
         if slots.locked() and state["waiting"] >= max_queue:  # every slot busy and the queue full
-            raise HTTPException(503, "server busy: analysis queue is full, retry later")
+            raise HTTPException(503, "server busy: analysis queue is full, retry later", headers={"Retry-After": "1"})
         state["waiting"] += 1
         try:
             async with slots:
