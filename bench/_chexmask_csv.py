@@ -5,13 +5,14 @@ with unique ids, plus a prefix of it."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Callable
 
 HEADER = ["Image Index", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart", "Height", "Width"]
 SOURCES = ["CANDID-PTX.csv", "CheXpert.csv", "ChestX-Ray8.csv", "MIMIC-CXR-JPG.csv", "Padchest.csv", "VinDr-CXR.csv"]
 ID_NAMES = ("Image Index", "Path", "dicom_id", "image_id", "ImageID")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "chexmask" / "subsets"
+SHARED = Path(os.environ.get("CXRKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "chexmask" / "subsets"
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "cxrkit" / "demo" / "sample" / "chexmask"
 
 

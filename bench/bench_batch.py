@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tiny:
         args.n, args.shard_size, args.actors, args.threads = 4, 2, 1, 1
-    shared = REPO.parent / "shared" / "data" / "nih" / "images"
+    shared = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "images"
     folder = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     paths = list(itertools.islice(itertools.cycle(sorted(folder.glob("*.png"))), args.n))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

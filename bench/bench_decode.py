@@ -10,6 +10,7 @@ the best pass is reported, so both methods read from the cache.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def timed(methods, files, size, repeat):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = REPO.parent / "shared" / "data" / "nih" / "images"
+    default = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "images"
     if not default.is_dir():
         default = REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images"
     ap.add_argument("--images", type=Path, default=default)

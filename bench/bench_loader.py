@@ -12,6 +12,7 @@ cache warm for both); the best epoch is reported, the epochs of the two loaders 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="6 images, batch 2, no workers, one pass: a smoke run")
     args = ap.parse_args()
-    shared = REPO.parent / "shared" / "data" / "nih" / "images"
+    shared = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "images"
     images = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     locator = ImageLocator(images)
     names = locator.names()

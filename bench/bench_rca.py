@@ -46,6 +46,7 @@ test suite; no figure is asserted).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def main() -> None:
     from cxrkit.qc.validation import degradations
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jsrt", default=str(REPO.parent / "shared" / "data" / "segmentation" / "jsrt"))
+    ap.add_argument("--jsrt", default=str(Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "segmentation" / "jsrt"))
     ap.add_argument("--images", type=int, default=10, help="JSRT test images for the agreement (default 10)")
     ap.add_argument("--time-images", type=int, default=4, help="of those, images timed --repeat times (default 4)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved timing passes (best per image)")

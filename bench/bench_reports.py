@@ -43,7 +43,7 @@ from cxrkit.reports.output import label_file
 from cxrkit.reports.rules import RuleSet, load_rules
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO.parent / "shared" / "data" / "reports" / "openi" / "NLMCXR_reports.tgz"
+DEFAULT = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "reports" / "openi" / "NLMCXR_reports.tgz"
 SAMPLE = REPO / "src" / "cxrkit" / "demo" / "sample" / "reports"
 
 

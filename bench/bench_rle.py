@@ -35,6 +35,7 @@ garbage collector is off while timing.
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import gc
 import json
@@ -55,7 +56,7 @@ sys.path.insert(0, str(REPO / "src"))
 from cxrkit.io import rle as cxr  # noqa: E402
 
 ORGANS = ("Right Lung", "Left Lung", "Heart")
-SHARED = REPO.parent / "shared" / "data" / "chexmask" / "subsets"
+SHARED = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "chexmask" / "subsets"
 SAMPLE = REPO / "src" / "cxrkit" / "demo" / "sample" / "chexmask"
 PATTERNS = ("discard", "keep", "csv")
 

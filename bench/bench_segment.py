@@ -16,6 +16,7 @@ the test suite; no figure is asserted).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def main() -> None:
     ap.add_argument("--unet", help="unet checkpoint (default: an untrained unet, same architecture)")
     ap.add_argument("--tiny", action="store_true", help="4 images, batch 2, one repeat: a smoke run")
     args = ap.parse_args()
-    shared = REPO.parent / "shared" / "data" / "nih" / "images"
+    shared = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "images"
     folder = Path(args.images) if args.images else (shared if shared.is_dir() else REPO / "src/cxrkit/demo/sample/nih/images")
     paths = sorted(folder.glob("*.png"))
     if args.tiny:

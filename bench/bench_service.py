@@ -215,7 +215,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> floa
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = REPO.parent / "shared" / "data" / "nih" / "images"
+    default = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "images"
     if not default.is_dir():
         default = REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images"
     ap.add_argument("--images", type=Path, default=default)

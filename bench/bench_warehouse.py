@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _chexmask_csv import SAMPLE, SHARED, build  # noqa: E402
 
-SHARED_NIH = REPO.parent / "shared" / "data" / "nih" / "Data_Entry_2017_v2020.csv.gz"
+SHARED_NIH = Path(os.environ.get("CXRKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "nih" / "Data_Entry_2017_v2020.csv.gz"
 SAMPLE_NIH = REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "Data_Entry_2017_v2020.csv.gz"
 
 EXAMPLE_SQL = (

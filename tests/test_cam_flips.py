@@ -158,7 +158,7 @@ def test_estimate_view_shift_recovers_the_displacement_without_boxes():
 
 
 def test_cam_view_shift_moves_each_mirrored_view_back_onto_the_lesion():
-    from cxrkit.models.families.classifiers import CAM_FLIPS, _align_views, view_sign
+    from cxrkit.models.families.classifiers import CAM_FLIPS, align_mirrored_views, view_sign
 
     size, c, d = 32, (14, 17), (3, -2)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -168,7 +168,7 @@ def test_cam_view_shift_moves_each_mirrored_view_back_onto_the_lesion():
         blob = torch.exp(-((xx - c[0] - sx * d[0]) ** 2 + (yy - c[1] - sy * d[1]) ** 2) / 4.0)
         views.append(torch.stack([blob, blob])[None])
     views = torch.stack(views)  # (V, N=1, K=2, S, S)
-    aligned = _align_views(views, CAM_FLIPS["hv"], (d, (0.0, 0.0)))
+    aligned = align_mirrored_views(views, CAM_FLIPS["hv"], (d, (0.0, 0.0)))
     for v in aligned[:, 0, 0]:
         assert np.unravel_index(int(v.argmax()), v.shape) == (c[1], c[0])  # every view on the lesion
     assert torch.equal(aligned[:, :, 1], views[:, :, 1])  # a zero shift leaves the label alone
@@ -177,7 +177,7 @@ def test_cam_view_shift_moves_each_mirrored_view_back_onto_the_lesion():
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         _, maps = model.forward_with_cams(x)
-        want = _align_views(model.view_maps(x), CAM_FLIPS["hv"], model.cam_view_shift).mean(0)
+        want = align_mirrored_views(model.view_maps(x), CAM_FLIPS["hv"], model.cam_view_shift).mean(0)
     assert torch.allclose(maps, want, atol=1e-6)
     with pytest.raises(ValueError, match="3 labels"):
         _model(cam_flips="hv", cam_view_shift=((1.0, 1.0),))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrkit.classification.lesion_bench import BOX_CANDIDATES, COLUMNS, score_rows
+from cxrkit.classification.lesion_eval import BOX_CANDIDATES, COLUMNS, score_rows
 from cxrkit.cli.main import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images"
@@ -78,7 +78,7 @@ def test_score_rows_recomputes_auroc_and_iobb_from_the_csv_fields():
 
 
 def test_choose_box_rule_takes_the_best_validation_mean_iou_ties_to_the_earlier():
-    from cxrkit.classification.lesion_bench import choose_box_rule
+    from cxrkit.classification.lesion_eval import choose_box_rule
 
     def scores(values):
         return {k: {"overall": {"mean_iou": v}} for k, v in values.items()}
@@ -174,6 +174,16 @@ def test_bench_lesions_seeds_summary(tmp_path, capsys):
     card = load_checkpoint(out / "seed-0" / "model.pt").card
     assert [list(d) for d in card.arch_kwargs["cam_view_shift"]] == list(shift.values())
     assert card.arch_kwargs["cam_flips"] == "h"
+    # bench/lesion_seeds_table.py prints the figures from these files.
+    import subprocess
+    import sys
+
+    table = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "lesion_seeds_table.py"),
+                            f"tiny={out}", "--validation", "--per-finding", "--thresholds", "--geometry"],
+                           capture_output=True, text=True, check=True).stdout
+    st = summary["overall"]["acc_iou@0.3"]
+    assert f"{st['mean']:.3f} ± {st['sd']:.3f} ({' / '.join(f'{v:.3f}' for v in st['runs'])})" in table
+    assert "| tiny: Nodule |" in table and "| 0.7 |" in table and "width ratio" in table
     # Finished seeds are read, not trained again; --summarize-only lists the seeds that have no run.
     stamp = (out / "seed-0" / "train" / "metrics.csv").stat().st_mtime_ns
     assert _tiny_run(out, "--seeds", "0", "2", "--summarize-only", "--cam-flips", "h", "--box-method",

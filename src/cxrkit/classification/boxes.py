@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from cxrkit.errors import CxrkitError
+from cxrkit.metrics.localization import iou
 
 METHODS = ("paper", "adaptive", "threshold")
 COMPONENT_RULES = ("each", "largest", "union")
@@ -180,8 +181,6 @@ def adaptive_boxes(heatmap: np.ndarray, rel_threshold: float = 0.5, min_peak: fl
     # Plateaus give several equal maxima: keep one per connected plateau, strongest first.
     order = np.argsort(-n[peaks[:, 0], peaks[:, 1]], kind="stable")
     boxes: list[Box] = []
-    from cxrkit.metrics.localization import iou
-
     for py, px in peaks[order]:
         value = n[py, px]
         mask = (n >= rel_threshold * value).astype(np.uint8)

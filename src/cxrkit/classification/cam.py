@@ -15,6 +15,7 @@ import torch
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import SquareResize
+from cxrkit.models.families.classifiers import CAM_FLIPS, align_mirrored_views, upsample_cams, view_sign
 
 METHODS = ("cam", "gradcam")
 
@@ -76,30 +77,8 @@ def heatmaps(model, x: torch.Tensor, method: str = "cam", clip: bool = True) -> 
     raise CxrkitError(f"unknown heatmap method {method!r}; choose one of {METHODS}")
 
 
-def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, K, h, w) -> (N, K, size, size) at model-input resolution, bilinear between cell centres.
-
-    In these networks (stride-2 convolutions and pools with "same" padding) feature cell ``k`` is centred
-    on input pixel ``k * stride`` with ``stride = size / h``, not on ``(k + 0.5) * stride - 0.5`` as
-    ``F.interpolate(align_corners=False)`` assumes (nor on ``k * (size - 1) / (h - 1)`` as
-    ``align_corners=True`` does); either convention shifts the map down-right by up to half a cell, which
-    is enough to push a small lesion's box off the lesion. Pixels beyond the last centre take its value.
-    """
-    n, k, h, w = maps.shape
-    my = _interp_matrix(size, h, size / h).to(maps.device)
-    mx = _interp_matrix(size, w, size / w).to(maps.device)
-    return torch.einsum("ph,nkhw,qw->nkpq", my, maps.float(), mx)
-
-
-def _interp_matrix(size: int, cells: int, stride: float) -> torch.Tensor:
-    u = np.clip(np.arange(size, dtype=np.float64) / stride, 0, cells - 1)
-    k0 = np.floor(u).astype(int)
-    k1 = np.minimum(k0 + 1, cells - 1)
-    frac = (u - k0).astype(np.float32)
-    m = np.zeros((size, cells), np.float32)
-    np.add.at(m, (np.arange(size), k0), 1 - frac)
-    np.add.at(m, (np.arange(size), k1), frac)
-    return torch.from_numpy(m)
+# Class maps to model-input resolution with feature cell k centred on input pixel k * stride (see upsample_cams).
+upsample = upsample_cams
 
 
 def original_maps(model, images: Sequence[np.ndarray], method: str = "cam", bf16: bool = True,
@@ -139,8 +118,6 @@ def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True)
     Returns ``{"shift": ((dx, dy), ...) per label (what ``cam_view_shift`` takes), "estimate": the medians,
     "images": counts, "mean_peak": ((without, with), ...)}``.
     """
-    from cxrkit.models.families.classifiers import CAM_FLIPS, _align_views, view_sign
-
     flips = getattr(model, "cam_flips", "none")
     if flips == "none":
         raise CxrkitError("estimate_view_shift needs a classifier with flip-averaged class maps (cam_flips 'h' or 'hv')")
@@ -172,7 +149,7 @@ def estimate_view_shift(model, images, min_prob: float = 0.5, bf16: bool = True)
             continue
         stack = torch.stack(kept[j], 1).float()[:, :, None]  # (V, N, 1, S, S)
         plain = float(stack.mean(0).flatten(1).amax(1).mean())
-        moved = float(_align_views(stack, dims, (d,)).mean(0).flatten(1).amax(1).mean())
+        moved = float(align_mirrored_views(stack, dims, (d,)).mean(0).flatten(1).amax(1).mean())
         shift.append(d if moved > plain else (0.0, 0.0))
         peaks_with.append((plain, moved))
     return {"shift": tuple(shift), "estimate": tuple(estimate), "images": tuple(len(f) for f in found),

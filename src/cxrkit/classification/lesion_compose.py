@@ -18,18 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from cxrkit.classification.lesion_bench import (
-    BOX_CANDIDATES,
-    LesionBenchConfig,
-    _plots,
-    _write_rows,
-    evaluate_on,
-    prepare_data,
-    score_rows,
-)
+from cxrkit.classification.lesion_bench import LesionBenchConfig, prepare_data
+from cxrkit.classification.lesion_eval import BOX_CANDIDATES, evaluate_on, plot_results, score_rows, write_rows
 from cxrkit.classification.lesions import LESION_FINDINGS
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.atomic import write_text
+from cxrkit.models import load_checkpoint, save_checkpoint
+from cxrkit.models.families.ensemble import make_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +47,7 @@ def _data_config(configs: list[dict[str, Any]], runs: Sequence[Path]) -> LesionB
     maps = [(c.get("cam_flips", "none") != "none", c.get("cam_stride", 8)) for c in configs]  # class-map geometry
     for run, m in zip(runs[1:], maps[1:]):
         if m != maps[0]:
-            raise CxrkitError(f"{run}: its class maps (flip-averaged {m[0]}, stride {m[1]}) differ from {runs[0]}'s "
+            raise UsageError(f"{run}: its class maps (flip-averaged {m[0]}, stride {m[1]}) differ from {runs[0]}'s "
                               f"(flip-averaged {maps[0][0]}, stride {maps[0][1]}); compose runs with the same maps")
     for run, c in zip(runs[1:], shared[1:]):
         diff = sorted(k for k in c if c[k] != shared[0].get(k))
@@ -65,9 +60,6 @@ def _data_config(configs: list[dict[str, Any]], runs: Sequence[Path]) -> LesionB
 def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | Path,
                  metadata: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Choose per finding among ``runs`` on validation, write and score the combined model (see module doc)."""
-    from cxrkit.models import load_checkpoint, save_checkpoint
-    from cxrkit.models.families.ensemble import make_ensemble
-
     t0 = time.perf_counter()
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
@@ -98,7 +90,7 @@ def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | 
 
     test_rows, examples = evaluate_on(out / "model.pt", data.test, BOX_CANDIDATES, progress, example_config=chosen)
     rows = test_rows[chosen]
-    _write_rows(out / "test_predictions.csv", rows)
+    write_rows(out / "test_predictions.csv", rows)
     metrics = score_rows(rows)
     metrics.update({
         "composition": {
@@ -120,5 +112,5 @@ def compose_runs(runs: Sequence[str | Path], images_dir: str | Path, out: str | 
         "total_seconds": round(time.perf_counter() - t0, 1),
     })
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
-    _plots(out, rows, examples)
+    plot_results(out, rows, examples)
     return metrics

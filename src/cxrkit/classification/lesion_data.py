@@ -9,9 +9,12 @@ segmentation model's.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -19,7 +22,10 @@ import numpy as np
 import torch
 
 from cxrkit.classification.lesions import LESION_FINDINGS, LesionConfig, insert_findings
+from cxrkit.errors import InputError
+from cxrkit.io.atomic import write_bytes
 from cxrkit.io.geometry import resize_area
+from cxrkit.io.images import load_gray8
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +98,6 @@ class BaseImages:
 def save_base_images(path, base: BaseImages, excluded: Sequence[str], made_for: dict) -> None:
     """Write ``base`` (images as uint8, lung fields bit-packed), the names left out and the settings it was made
     for (``made_for``, a JSON-able dict) to the ``.npz`` file ``path``, atomically."""
-    import io
-    import json
-
-    from cxrkit.io.atomic import write_bytes
-
     buf = io.BytesIO()
     np.savez_compressed(buf, names=np.array(base.names), excluded=np.array(list(excluded), dtype=str),
                         images=np.round(base.images * 255).astype(np.uint8), shape=np.array(base.right.shape),
@@ -108,10 +109,6 @@ def save_base_images(path, base: BaseImages, excluded: Sequence[str], made_for: 
 
 def read_base_images(path) -> tuple[BaseImages, list[str], dict]:
     """Read a :func:`save_base_images` file: (images, names left out, the settings it was made for)."""
-    import json
-
-    from cxrkit.errors import CxrkitError
-
     try:
         with np.load(path) as z:
             shape = tuple(int(v) for v in z["shape"])
@@ -122,7 +119,7 @@ def read_base_images(path) -> tuple[BaseImages, list[str], dict]:
                               [(int(h), int(w)) for h, w in z["original_size"]])
             return base, [str(n) for n in z["excluded"]], json.loads(str(z["made_for"]))
     except (OSError, KeyError, ValueError) as e:
-        raise CxrkitError(f"{path}: not a lesion-benchmark image cache ({e})") from None
+        raise InputError(f"{path}: not a lesion-benchmark image cache ({e})") from None
 
 
 class LesionDataset(torch.utils.data.Dataset):
@@ -173,10 +170,7 @@ class LesionDataset(torch.utils.data.Dataset):
 
 def load_base_images(paths: Sequence[str], size: int = 512, progress: bool = False) -> BaseImages:
     """Decode images, resize to ``size`` (whole image, area) and fit lung fields."""
-    from tqdm.auto import tqdm
-
-    from cxrkit.io.images import load_gray8
-    from pathlib import Path
+    from tqdm.auto import tqdm  # lazy: progress bars only here
 
     names, imgs, rights, lefts, shapes = [], [], [], [], []
     for p in tqdm(list(paths), desc="lung fields", disable=not progress):

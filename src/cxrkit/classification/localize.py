@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrkit.classification.boxes import heatmap_to_boxes
+from cxrkit.classification.predict import Prediction, overlay, predict_images
+from cxrkit.data.locate import ImageLocator
+from cxrkit.data.nih import read_boxes
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import write_text
+from cxrkit.io.images import read_image
+from cxrkit.metrics.localization import localization_table, write_localization_report
+from cxrkit.models import load_model
+from cxrkit.viz import save_png
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +37,7 @@ def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, bo
     Writes ``out/pred_boxes.csv`` (``method, Image Index, Finding, x, y, w, h, score``, original pixels),
     ``out/localization_<method>.csv`` and ``.md`` beside the paper's table, and ``out/overlays/*.png``.
     """
-    from tqdm.auto import tqdm
-
-    from cxrkit.classification.boxes import heatmap_to_boxes
-    from cxrkit.classification.predict import Prediction, overlay, predict_images
-    from cxrkit.data.locate import ImageLocator
-    from cxrkit.data.nih import read_boxes
-    from cxrkit.io.atomic import write_text
-    from cxrkit.io.images import read_image
-    from cxrkit.metrics.localization import localization_table, write_localization_report
-    from cxrkit.models import load_model
-    from cxrkit.viz import save_png
+    from tqdm.auto import tqdm  # lazy: progress bars only here
 
     model = load_model(checkpoint, task="classification", needs="cams", device=device)
     out = Path(out)

@@ -133,7 +133,7 @@ def _lesions(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    from cxrkit.classification.lesion_bench import run_lesion_seeds
+    from cxrkit.classification.lesion_seeds import run_lesion_seeds
     from cxrkit.errors import CxrkitError
 
     if args.threads is not None:

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from cxrkit.errors import CxrkitError
+from cxrkit.findings import FINDINGS
+from cxrkit.io.atomic import write_text
 
 # T(IoBB): 0.1 ... 0.7 beside T(IoU), and the paper's 0.25, 0.75, 0.9 (PAPER_IOBB_THRESHOLDS: its Table 4).
 IOBB_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.9)
@@ -129,8 +131,6 @@ def localization_table(gt: pd.DataFrame, pred: pd.DataFrame, iobb_thresholds: Se
     ``avg_fp@iobb0.5``, ``avg_fp@iou0.3``, ``n_boxes`` (expert boxes), ``n_images`` (expert groups),
     ``n_pred`` (predicted boxes scored).
     """
-    from cxrkit.findings import FINDINGS
-
     _check_boxes(gt, "expert")
     _check_boxes(pred, "predicted")
     if gt.empty:
@@ -212,8 +212,6 @@ def write_localization_report(table: pd.DataFrame, out: str | os.PathLike, name:
                               paper: bool = True) -> list[Path]:
     """Write ``table`` as ``out/<name>.csv`` and Markdown ``out/<name>.md``, and (``paper=True``) the
     comparison with Wang et al. CVPR 2017 as ``out/<name>_vs_paper.csv`` (also in the Markdown). Atomic."""
-    from cxrkit.io.atomic import write_text
-
     out = Path(out)
     written = [out / f"{name}.csv", out / f"{name}.md"]
     write_text(written[0], table.to_csv(float_format="%.4f", lineterminator="\n"))

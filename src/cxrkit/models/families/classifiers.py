@@ -13,6 +13,7 @@ Zhou et al. 2016) are the per-location scores, so localization needs no extra pa
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,7 +118,7 @@ class Classifier(CxrModule):
 
         With flip averaging (``cam_flips`` "h" or "hv", see :data:`CAM_FLIPS`) the maps are those of the input
         and its flipped copies, each brought to input resolution (feature cell ``k`` centred on input pixel
-        ``k * stride``, as :func:`cxrkit.classification.cam.upsample`), flipped back on the pixel grid and
+        ``k * stride``, as :func:`upsample_cams`), flipped back on the pixel grid and
         averaged, so (h, w) is the input's (S, S); the logits pool that averaged map.
         """
         if features is None and self.flip_averaging:
@@ -133,8 +134,6 @@ class Classifier(CxrModule):
         """Class maps of the input and of its flipped copies (``cam_flips``; "none": the input alone), (V, N, K, S, S):
         each at input resolution (feature cell ``k`` centred on input pixel ``k * stride``) and flipped back onto
         the input's pixel grid, before any ``cam_view_shift`` and before averaging."""
-        from cxrkit.classification.cam import upsample
-
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"flip-averaged class maps need a square input, got {tuple(x.shape[-2:])}")
         dims = CAM_FLIPS[self.cam_flips]
@@ -142,17 +141,43 @@ class Classifier(CxrModule):
         f = self.features(torch.cat([x.flip(d) if d else x for d in dims]))
         if self.pool == "avg":
             f = self.dropout(f)
-        cams = upsample(torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f), x.shape[-1])
+        cams = upsample_cams(torch.einsum("kc,nchw->nkhw", self.head.weight.to(f.dtype), f), x.shape[-1])
         return torch.stack([cams[i * n:(i + 1) * n].flip(d) if d else cams[i * n:(i + 1) * n]
                             for i, d in enumerate(dims)])
 
     def _flip_averaged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         views = self.view_maps(x)
         if self.cam_view_shift is not None:
-            views = _align_views(views, CAM_FLIPS[self.cam_flips], self.cam_view_shift)
+            views = align_mirrored_views(views, CAM_FLIPS[self.cam_flips], self.cam_view_shift)
         maps = views.mean(0)
         logits = self._pool(maps).to(self.head.bias.dtype) + self.head.bias
         return logits, maps
+
+
+def upsample_cams(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, K, h, w) -> (N, K, size, size) at model-input resolution, bilinear between cell centres.
+
+    In these networks (stride-2 convolutions and pools with "same" padding) feature cell ``k`` is centred
+    on input pixel ``k * stride`` with ``stride = size / h``, not on ``(k + 0.5) * stride - 0.5`` as
+    ``F.interpolate(align_corners=False)`` assumes (nor on ``k * (size - 1) / (h - 1)`` as
+    ``align_corners=True`` does); either convention shifts the map down-right by up to half a cell, which
+    is enough to push a small lesion's box off the lesion. Pixels beyond the last centre take its value.
+    """
+    n, k, h, w = maps.shape
+    my = _interp_matrix(size, h, size / h).to(maps.device)
+    mx = _interp_matrix(size, w, size / w).to(maps.device)
+    return torch.einsum("ph,nkhw,qw->nkpq", my, maps.float(), mx)
+
+
+def _interp_matrix(size: int, cells: int, stride: float) -> torch.Tensor:
+    u = np.clip(np.arange(size, dtype=np.float64) / stride, 0, cells - 1)
+    k0 = np.floor(u).astype(int)
+    k1 = np.minimum(k0 + 1, cells - 1)
+    frac = (u - k0).astype(np.float32)
+    m = np.zeros((size, cells), np.float32)
+    np.add.at(m, (np.arange(size), k0), 1 - frac)
+    np.add.at(m, (np.arange(size), k1), frac)
+    return torch.from_numpy(m)
 
 
 def view_sign(dims: tuple[int, ...]) -> tuple[int, int]:
@@ -160,7 +185,7 @@ def view_sign(dims: tuple[int, ...]) -> tuple[int, int]:
     return (-1 if 3 in dims else 1, -1 if 2 in dims else 1)
 
 
-def _align_views(views: torch.Tensor, dims: tuple[tuple[int, ...], ...],
+def align_mirrored_views(views: torch.Tensor, dims: tuple[tuple[int, ...], ...],
                  shift: tuple[tuple[float, float], ...]) -> torch.Tensor:
     """Move each view's maps by its mirror image of the per-label displacement ``shift`` ((dx, dy) input pixels,
     rounded): a network that responds at ``d`` from a lesion responds at ``g(d)`` in the view mirrored by ``g``,
