@@ -79,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=positive_int, default=2000)
     t.add_argument("--batch-size", type=positive_int, default=8)
     t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument("--eval-every", type=positive_int, default=250,
+                   help="steps between evaluations; each writes last.pt (resume point) and metrics.csv (default 250)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--mask-weight", type=nonneg_float, default=1.0,
                    help="weight of the auxiliary soft-Dice loss on labelled pairs of the JSRT training split "
@@ -194,8 +196,9 @@ def _train(args: argparse.Namespace) -> int:
     extra = args.images if args.images is not None else [str(find_shared("nih/images", "pass --images"))]
     moving = expand_image_paths(extra) if extra else []
     cfg = RegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                         mask_weight=args.mask_weight)
+                         mask_weight=args.mask_weight, eval_every=args.eval_every)
     summary = train_registration(cfg, fixed, moving, args.out, progress=not args.quiet, device=args.device)
     sys.stdout.write(f"{args.out}: {summary['steps']} steps, validation local NCC {summary['val_local_ncc']:.4f}, "
                      f"weights {summary['best']}\n")
+    return 0
     return 0

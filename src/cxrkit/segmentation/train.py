@@ -165,10 +165,10 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
             improved = mean > state["best"]
             if improved:
                 state["best"] = mean
-            save_checkpoint(last, model, training={"config": config, "optimizer": opt.state_dict(), "state": state})
-            if improved:
+            if improved:  # last.pt is the commit point: a run killed before it redoes these steps and writes
                 save_checkpoint(out / "best.pt", model)
             write_records_csv(out / "metrics.csv", state["history"])
+            save_checkpoint(last, model, training={"config": config, "optimizer": opt.state_dict(), "state": state})
             bar.set_postfix(val_dice=f"{mean:.4f}")
     bar.close()
     return {"steps": state["step"], "best_val_dice_mean": state["best"], "best": str(out / "best.pt")}

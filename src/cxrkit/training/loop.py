@@ -167,12 +167,12 @@ class StepLoop:
             st["history"] = st["history"] + [rec]
         if self.broadcast is not None:
             self.state = st = self.broadcast(st)
-        if self.main:
-            save_checkpoint(self.last, _unwrap(self.model), training={
-                "config": self.config, "optimizer": self.optimizer.state_dict(), "state": st})
+        if self.main:  # last.pt is the commit point: a run killed before it redoes these steps and these writes
             if improved:
                 save_checkpoint(self.out / "best.pt", _unwrap(self.model))
             write_records_csv(self.out / "metrics.csv", st["history"])
+            save_checkpoint(self.last, _unwrap(self.model), training={
+                "config": self.config, "optimizer": self.optimizer.state_dict(), "state": st})
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
