@@ -17,7 +17,9 @@ segment >= 0.6x decode-only, segment --qc >= 0.4x. ``--scaling`` also times the 
 Usage: python bench/bench_pipeline.py [--images DIR] [--n 96] [--workers N] [--batch 16] [--repeats 2]
            [--device auto] [--precision auto] [--scaling] [--tiny]
 Default images: ../shared/data/nih/images (200 real 1024x1024 NIH PNGs), else the bundled sample.
-``--tiny``: 6 images, one repeat (the test suite runs it so this script keeps working; no figure is asserted).
+``--tiny``: 4 images, one repeat, the segment and analyze jobs (the test suite runs it so this script keeps
+working; no figure is asserted). ``--omp-wait passive|active`` (default passive, as the ``cxrkit`` command sets
+it): OpenMP's wait policy for torch in this process; run both to see what spinning threads cost on busy cores.
 """
 
 from __future__ import annotations
@@ -124,11 +126,15 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--jobs", default="segment,segment-qc,analyze")
     ap.add_argument("--scaling", action="store_true", help="also time the engine's segment with 1..--workers workers")
-    ap.add_argument("--tiny", action="store_true", help="6 images, 1 repeat: a smoke run")
+    ap.add_argument("--tiny", action="store_true", help="4 images, 1 repeat, segment and analyze: a smoke run")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--omp-wait", choices=("passive", "active"), default="passive",
+                    help="OMP_WAIT_POLICY for torch here (default passive, as the cxrkit command sets it)")
     args = ap.parse_args()
-    if args.tiny:
-        args.n, args.repeats, args.batch = 6, 1, 4
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()  # before torch is imported
+    if args.tiny:  # every code path once (segment, analyze with QC), as little as possible
+        args.n, args.repeats, args.batch, args.jobs = 4, 1, 2, "segment,analyze"
+        args.workers = min(args.workers, 2)
 
     import torch
 
@@ -159,8 +165,9 @@ def main() -> None:
     n = len(inputs)
     print(f"{n} images from {folder}; {args.workers} processes/threads; batch {args.batch}; device {dev}; "
           f"segmentation precision {prec}; RCA: learned registration, {len(qc.reference)} references; "
-          f"torch {torch.__version__}, {os.cpu_count()} cores")
+          f"torch {torch.__version__}, {os.cpu_count()} cores; OMP_WAIT_POLICY {os.environ['OMP_WAIT_POLICY']}")
     results: dict = {"images": n, "workers": args.workers, "batch": args.batch, "device": str(dev),
+                     "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
                      "precision": prec, "references": len(qc.reference)}
     limit = best_rate(lambda: decode_only(paths, args.workers), n, args.repeats)
     results["decode_only"] = limit
@@ -230,7 +237,6 @@ def main() -> None:
             print(f"target {name} >= {t}x decode-only: {r:.2f}x -> {'met' if r >= t else 'NOT met'}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-
 
 
 if __name__ == "__main__":

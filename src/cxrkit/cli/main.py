@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import NoReturn, Sequence
 
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    # OpenMP threads that spin while they wait make torch's CPU operators up to 100x slower as soon as another
+    # process wants the same cores (measured: hybridgnet forward 11 ms -> 1,270 ms with a training job beside
+    # it), which the engine's own decode workers do. Passive waiting costs nothing measurable on an idle machine
+    # (bench/bench_pipeline.py --omp both). Only effective before torch is imported; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
