@@ -27,15 +27,29 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from cxrkit.data.jsrt import read_jsrt
 from cxrkit.errors import UsageError
+from cxrkit.io.atomic import write_text
+from cxrkit.io.images import load_gray8
+from cxrkit.metrics.auroc import auroc
+from cxrkit.metrics.segmentation import dice
+from cxrkit.models import load_checkpoint
 from cxrkit.qc.reference import STRUCTURES
+from cxrkit.qc.validation import degradations
+from cxrkit.segmentation.evaluate import (
+    PERTURBATIONS,
+    perturb_with_truth,
+    perturbation_rng,
+    predict_for_evaluation,
+)
+from cxrkit.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +96,6 @@ def _step(path: Path) -> int | None:
 def load_snapshots(paths: Sequence[str | os.PathLike]) -> list[Snapshot]:
     """Load every checkpoint :func:`find_checkpoints` finds; labels ``<model>@<step>`` (or the file stem),
     with the run folder's name added where two would be equal."""
-    from cxrkit.models import load_checkpoint
-
     files = find_checkpoints(paths)
     snaps = []
     for f in files:
@@ -108,7 +120,6 @@ def _score_rows(image_id: str, image: np.ndarray, truth: Mapping[str, np.ndarray
                 estimators: Mapping[str, object]) -> list[dict]:
     """Rows (one per candidate and key of :data:`KEYS`) with the true Dice and each method's estimates;
     one registration of ``image`` per method for all candidates."""
-    from cxrkit.metrics.segmentation import dice
 
     names = list(candidates)
     per_method = {m: est.estimate_many(image, [candidates[n] for n in names]) for m, est in estimators.items()}
@@ -133,10 +144,6 @@ def natural_outputs(jsrt: str | os.PathLike, snapshots: Sequence[Snapshot], esti
     """One row per (image, perturbation, snapshot, key) of the natural-output set (see the module doc)."""
     from tqdm.auto import tqdm
 
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.images import load_gray8
-    from cxrkit.segmentation.evaluate import (PERTURBATIONS, perturb_with_truth, perturbation_rng,
-                                              predict_for_evaluation)
 
     kinds = tuple(perturbations or PERTURBATIONS)
     rows: list[dict] = []
@@ -160,9 +167,6 @@ def damage_outputs(jsrt: str | os.PathLike, estimators: Mapping[str, object], sp
     """One row per (image, degraded expert mask, key): ``cxrkit bench rca``'s damage set."""
     from tqdm.auto import tqdm
 
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.images import load_gray8
-    from cxrkit.qc.validation import degradations
 
     rng = np.random.default_rng(seed)  # consumed image by image, as cxrkit bench rca does
     rows: list[dict] = []
@@ -187,8 +191,6 @@ def pearson(true: np.ndarray, est: np.ndarray) -> float:
 def agreement(true: np.ndarray, est: np.ndarray, fail_below: float = FAIL_BELOW) -> dict[str, float]:
     """Pearson r, mean absolute error, and the AUROC of ``-est`` for flagging ``true < fail_below`` (NaN
     when every output is on one side); ``failures`` = how many are below."""
-    from cxrkit.metrics.auroc import auroc
-
     true, est = np.asarray(true, float), np.asarray(est, float)
     fail = (true < fail_below).astype(np.int64)
     auc = float(auroc(fail, -est)) if 0 < fail.sum() < fail.size else float("nan")
@@ -274,8 +276,6 @@ _COLOURS = {"hybridgnet": "tab:blue", "unet": "tab:green", "damage": "tab:orange
 
 def plot(per_output: pd.DataFrame, column: str, path: str | os.PathLike, fail_below: float = FAIL_BELOW) -> None:
     """Estimate vs true Dice, one panel per key, points coloured by model (damage: orange)."""
-    from cxrkit.viz import pyplot, save_figure
-
     plt = pyplot()
     fig, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 4.2))
     lo = max(0.0, min(per_output["true_dice"].min(), per_output[column].min()) - 0.02)
@@ -302,7 +302,6 @@ def run_natural(jsrt: str | os.PathLike, snapshots: Sequence[Snapshot], estimato
                 progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build and score both sets; write ``per_output.csv``, ``summary.csv``, ``true_dice_distribution.csv``
     and ``<set>_<method>_<estimate>.png`` (max and calibrated) to ``out``; return (summary, distribution)."""
-    from cxrkit.io.atomic import write_text
 
     if not snapshots:
         raise UsageError("rca-natural needs at least one checkpoint (--checkpoints)")

@@ -31,15 +31,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.landmarks import ORGAN_COLUMNS
+from cxrkit.models import create_model
+from cxrkit.models.device import resolve_device
 from cxrkit.models.warp import Transform, standardize
 from cxrkit.qc.reference import (
     STRUCTURES,
@@ -47,6 +50,7 @@ from cxrkit.qc.reference import (
     prepare_query,
     query_image,
     query_masks,
+    resolve_reference,
 )
 from cxrkit.qc.register import IterativeConfig, register_iterative
 
@@ -97,7 +101,6 @@ class Calibration:
     sha256 for the learned method, None for the iterative one); :meth:`RcaEstimator` refuses a
     calibration fitted for another reference set or network.
     """
-
     method: str
     coefficients: dict[str, tuple[float, float]]
     reference_ids: tuple[str, ...]
@@ -119,7 +122,7 @@ class Calibration:
                            "fitted_on": self.fitted_on}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "<json>") -> "Calibration":
+    def from_json(cls, text: str, source: str = "<json>") -> Calibration:
         try:
             d = json.loads(text)
             return cls(method=d["method"], coefficients={k: (float(v[0]), float(v[1])) for k, v in d["coefficients"].items()},
@@ -129,7 +132,7 @@ class Calibration:
             raise CxrkitError(f"{source}: not an RCA calibration ({exc})") from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Calibration":
+    def load(cls, path: str | os.PathLike) -> Calibration:
         try:
             text = open(path, encoding="utf-8").read()
         except OSError as exc:
@@ -195,7 +198,6 @@ class RcaEstimator:
         calibration: a :class:`Calibration`, ``"shipped"`` (the packaged one when it was fitted for this
             reference set and network, else none) or None.
     """
-
     def __init__(self, reference: ReferenceSet, method: Literal["learned", "iterative"] = "learned",
                  model: torch.nn.Module | None = None, iterative: IterativeConfig = IterativeConfig(),
                  calibration: Calibration | Literal["shipped"] | None = "shipped") -> None:
@@ -208,7 +210,6 @@ class RcaEstimator:
         self.model = None
         if method == "learned":
             if model is None:
-                from cxrkit.models import create_model
 
                 model = create_model("rca_regnet", pretrained=True)
             size = model.card.input_size
@@ -273,10 +274,8 @@ class RcaEstimator:
     def device(self) -> torch.device:
         return self._fixed.device
 
-    def to(self, device: str | torch.device) -> "RcaEstimator":
+    def to(self, device: str | torch.device) -> RcaEstimator:
         """Move the registration network and the reference set to ``device`` (``auto``, ``cpu``, ``cuda[:N]``)."""
-        from cxrkit.models.device import resolve_device
-
         dev = resolve_device(device)
         self._fixed = self._fixed.to(dev)
         self.reference = ReferenceSet(self.reference.ids, self.reference.images.to(dev), self.reference.masks.to(dev),
@@ -326,14 +325,11 @@ def make_estimator(reference: ReferenceSet | str | os.PathLike | None = None,
     :func:`cxrkit.qc.reference.resolve_reference`) and, for the learned method, an optional
     ``rca_regnet`` checkpoint (default: the shipped weights). ``calibration``: a :class:`Calibration`,
     the path of one (JSON), ``"shipped"`` (the packaged one that fits, if any) or None."""
-    from cxrkit.qc.reference import resolve_reference
-
     reference = resolve_reference(reference)
     if calibration is not None and not isinstance(calibration, Calibration) and str(calibration) != "shipped":
         calibration = Calibration.load(calibration)
     model = None
     if method == "learned" and registration:
-        from cxrkit.models import create_model
 
         model = create_model("rca_regnet", checkpoint=registration)
     return RcaEstimator(reference, method, model=model, calibration=calibration).to(device)

@@ -30,16 +30,22 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import write_bytes, write_text
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import load_gray8, to_uint8
+from cxrkit.segmentation.infer import predict_landmarks
+from cxrkit.segmentation.rows import snap_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class ReferenceSet:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, ids: Sequence[str]) -> "ReferenceSet":
+    def subset(self, ids: Sequence[str]) -> ReferenceSet:
         """The references with these ids, in this order (an unknown id is an error naming it)."""
         where = {i: k for k, i in enumerate(self.ids)}
         unknown = [i for i in ids if i not in where]
@@ -85,8 +91,6 @@ class ReferenceSet:
 
 def to_square(image: np.ndarray, size: int, mask: bool = False) -> np.ndarray:
     """Pad a (H, W) array to a centred square and resize it to ``size`` (masks: area > 0.5)."""
-    from cxrkit.io.geometry import SquareResize
-
     geom = SquareResize(image.shape[0], image.shape[1], size)
     if mask:
         return geom.image_to_square(image.astype(np.float32), interpolation=cv2.INTER_AREA) > 0.5
@@ -95,8 +99,6 @@ def to_square(image: np.ndarray, size: int, mask: bool = False) -> np.ndarray:
 
 def query_image(image: np.ndarray, image_size: int = IMAGE_SIZE) -> torch.Tensor:
     """One image (H, W, any dtype) -> (1, 1, S, S) float [0, 1] in CheXmask's square space."""
-    from cxrkit.io.images import to_uint8
-
     if image.ndim != 2:
         raise CxrkitError(f"expected a 2-D grayscale image, got shape {image.shape}")
     img8 = image if image.dtype == np.uint8 else to_uint8(image)
@@ -125,8 +127,6 @@ def load_reference(root: str | os.PathLike, ids: tuple[str, ...] | None = None,
                    image_size: int = IMAGE_SIZE, mask_size: int = MASK_SIZE) -> ReferenceSet:
     """Read a reference folder (JSRT layout or a user's, see the module docstring), or a reference file
     written by :func:`save_reference_file` (then ``ids`` and the sizes must match the file's or be None)."""
-    from cxrkit.io.images import load_gray8
-
     root = Path(root)
     if root.is_file():
         ref = load_reference_file(root)
@@ -222,8 +222,6 @@ def save_reference_file(ref: ReferenceSet, path: str | os.PathLike, card: dict[s
     ``card`` holds the provenance (free-form keys: images, masks, selection, license, intended_use,
     build_command, ...); the format, file name, ids, sizes and digests are filled in here and returned.
     """
-    from cxrkit.io.atomic import write_bytes, write_text
-
     path = Path(path)
     if path.suffix != ".npz":
         raise CxrkitError(f"{path}: a reference file must end in .npz")
@@ -300,7 +298,7 @@ def shipped_reference() -> ReferenceSet:
     return ref
 
 
-def resolve_reference(reference: "ReferenceSet | str | os.PathLike | None" = None) -> ReferenceSet:
+def resolve_reference(reference: ReferenceSet | str | os.PathLike | None = None) -> ReferenceSet:
     """A :class:`ReferenceSet` from what a user gave: a set as it is; ``"shipped"``; a folder (JSRT or
     your own) or a reference file; None: ``$CXRKIT_RCA_REFERENCE`` (any of these) or else the shipped set."""
     if isinstance(reference, ReferenceSet):
@@ -321,10 +319,6 @@ def build_reference(paths: Sequence[str | os.PathLike], model, image_size: int =
     in the square space: the masks are the ones ``cxrkit segment`` writes (landmarks rounded to integer
     pixels, contours filled at the original size). Returns the set (ids = file stems) and, per image, its
     file name, size and sha256."""
-    from cxrkit.io.images import load_gray8
-    from cxrkit.segmentation.infer import predict_landmarks
-    from cxrkit.segmentation.rows import snap_landmarks
-
     if not model.card.gives("landmarks"):
         raise CxrkitError(f"{model.card.name}: a reference set is built with a landmark model (e.g. hybridgnet)")
     model.eval()

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def _misalign(x: torch.Tensor, gen: torch.Generator, cfg: RegTrainConfig,
               masks: torch.Tensor | None = None):
 
     theta = similarity_theta(*random_similarity(x.shape[0], gen, cfg.rotate, cfg.scale, cfg.translate))
-    warp = lambda a: F.grid_sample(a, F.affine_grid(theta, list(a.shape), align_corners=False),  # noqa: E731
+    warp = lambda a: F.grid_sample(a, F.affine_grid(theta, list(a.shape), align_corners=False),
                                    padding_mode="zeros", align_corners=False)
     return warp(x) if masks is None else (warp(x), warp(masks))
 
@@ -87,7 +88,7 @@ def transform_loss(t, moving: torch.Tensor, fixed: torch.Tensor, smooth: float, 
     return affine + local + smooth * bending(t.disp).mean(), local
 
 
-def train_registration(cfg: RegTrainConfig, fixed: "ReferenceSet", extra_moving: Sequence[str | os.PathLike],
+def train_registration(cfg: RegTrainConfig, fixed: ReferenceSet, extra_moving: Sequence[str | os.PathLike],
                        out: str | os.PathLike, progress: bool = True, device: str = "auto") -> dict[str, Any]:
     """Train (or resume) ``rca_regnet`` on ``device``; returns a summary with the final validation local NCC.
 

@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from cxrkit.data.jsrt import read_jsrt
+from cxrkit.io.atomic import write_text
+from cxrkit.io.images import load_gray8
+from cxrkit.metrics.auroc import auroc
+from cxrkit.metrics.segmentation import dice
+from cxrkit.qc.rca import fit_calibration
 from cxrkit.qc.reference import STRUCTURES
+from cxrkit.segmentation.evaluate import perturb
+from cxrkit.segmentation.infer import predict_masks
+from cxrkit.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,6 @@ def degradations(truth: Masks, scale: float, rng: np.random.Generator) -> dict[s
 
 
 def model_masks(model, image: np.ndarray) -> Masks:
-    from cxrkit.segmentation.infer import predict_masks
 
     return predict_masks(model, image)[0]
 
@@ -119,10 +127,6 @@ def build_and_score(jsrt: str | os.PathLike, estimators: Mapping[str, object], m
     """
     from tqdm.auto import tqdm
 
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.images import load_gray8
-    from cxrkit.metrics.segmentation import dice
-    from cxrkit.segmentation.evaluate import perturb
 
     sets = _by_set(estimators)
     rng = np.random.default_rng(seed)
@@ -162,8 +166,6 @@ def build_and_score(jsrt: str | os.PathLike, estimators: Mapping[str, object], m
 
 def agreement(true: np.ndarray, est: np.ndarray) -> dict[str, float]:
     """Pearson r, MAE, and AUROC of ``-est`` for detecting ``true < 0.7`` (NaN if one class is absent)."""
-    from cxrkit.metrics.auroc import auroc
-
     true, est = np.asarray(true, float), np.asarray(est, float)
     fail = (true < FAIL_BELOW).astype(np.int64)
     auc = float(auroc(fail, -est)) if 0 < fail.sum() < fail.size else float("nan")
@@ -209,8 +211,6 @@ def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on:
                       reference_set: str | None = None):
     """Fit a :class:`cxrkit.qc.rca.Calibration` (true Dice on the RCA max) from a validation table (the rows
     of ``reference_set`` when the table has several)."""
-    from cxrkit.qc.rca import fit_calibration
-
     if reference_set is not None and "reference_set" in per_case.columns:
         per_case = per_case[per_case["reference_set"] == reference_set]
     keys = [*STRUCTURES, "all"]
@@ -223,8 +223,6 @@ def fit_from_per_case(per_case: pd.DataFrame, method: str, estimator, fitted_on:
 
 def plot(per_case: pd.DataFrame, column: str, path: str | os.PathLike, reference_set: str | None = None) -> None:
     """Estimated vs true Dice scatter, one panel per structure (``reference_set`` names the set on the axis)."""
-    from cxrkit.viz import pyplot, save_figure
-
     plt = pyplot()
     structures = [*STRUCTURES, "all"]
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
@@ -254,7 +252,6 @@ def run_validation(jsrt: str | os.PathLike, estimators: Mapping[str, object], mo
     """Build, score, write ``per_case.csv``, ``summary.csv``, ``comparison.csv`` (each set against
     ``baseline`` when both were scored), ``calibration_<set>_<method>.json`` and plots
     ``rca_vs_true_<set>_<method>[_calibrated].png``; return the summary."""
-    from cxrkit.io.atomic import write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

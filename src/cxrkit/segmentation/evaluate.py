@@ -22,7 +22,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cxrkit.anatomy.measure import measure_masks
+from cxrkit.data.jsrt import read_jsrt
 from cxrkit.io.atomic import write_text
+from cxrkit.io.images import load_gray8
+from cxrkit.metrics.segmentation import contour_error, dice, hausdorff95, plausibility
+from cxrkit.segmentation.infer import predict_masks
+from cxrkit.segmentation.postprocess import clean_masks
 from cxrkit.viz import pyplot, save_figure, save_png
 
 log = logging.getLogger(__name__)
@@ -74,9 +80,6 @@ def perturb_with_truth(image: np.ndarray, masks: dict[str, np.ndarray], kind: st
 def predict_for_evaluation(model, image: np.ndarray, clean_up: bool = False):
     """(masks as scored, masks as predicted, landmarks or None) of one grayscale image: with
     ``clean_up`` a pixel model's masks get :func:`cxrkit.segmentation.postprocess.clean_masks`."""
-    from cxrkit.segmentation.infer import predict_masks
-    from cxrkit.segmentation.postprocess import clean_masks
-
     raw, pts = predict_masks(model, image)
     return (clean_masks(raw) if clean_up and pts is None else raw), raw, pts
 
@@ -88,10 +91,6 @@ def evaluate_checkpoint(model, jsrt: str | os.PathLike, landmarks: str | os.Path
     scored masks), plausible_raw (before the clean-up) and clean_up (whether it was applied)."""
     from tqdm.auto import tqdm
 
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.images import load_gray8
-    from cxrkit.metrics.segmentation import contour_error, dice, hausdorff95, plausibility
-    from cxrkit.anatomy.measure import measure_masks
 
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
     rows = []
@@ -156,9 +155,6 @@ def worst_case_overlays(model, jsrt: str | os.PathLike, per_image: pd.DataFrame,
     image: expert contours in green, predicted in red (lungs) / magenta (heart), Dice in the corner.
     Written as ``worst_<perturbation>_<id>.png``; returns the paths. ``clean_up`` as in
     :func:`evaluate_checkpoint` (draw the masks that were scored)."""
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.images import load_gray8
-
     out = Path(out)
     cases = {c.id: c for c in read_jsrt(jsrt)}
     mean = per_image.groupby(["perturbation", "image"], sort=False)["dice"].mean().reset_index()

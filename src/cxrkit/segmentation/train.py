@@ -23,9 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.data.jsrt import read_jsrt
 from cxrkit.errors import CxrkitError, UsageError
-from cxrkit.transforms import LandmarkAugment
 from cxrkit.io.atomic import write_records_csv
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.images import load_gray8
+from cxrkit.metrics.segmentation import dice
+from cxrkit.models.checkpoint import resume_state, save_checkpoint
+from cxrkit.models.families.hybridgnet import RINGS, coarse_sizes
+from cxrkit.models.preprocess import normalize
+from cxrkit.models.registry import create_model
+from cxrkit.segmentation.infer import predict_masks
+from cxrkit.transforms import LandmarkAugment
+from cxrkit.transforms import augment_landmarks as augment
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +62,6 @@ def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str
     the SCR masks (N, 3, S, S) float 0/1 (nearest-neighbour) when ``masks``."""
     import cv2
 
-    from cxrkit.data.jsrt import read_jsrt
-    from cxrkit.io.geometry import SquareResize
-    from cxrkit.io.images import load_gray8
 
     cases = [c for c in read_jsrt(jsrt, landmarks, split=split) if c.landmark_files is not None]
     if not cases:
@@ -75,10 +82,6 @@ def load_split(jsrt: str | os.PathLike, landmarks: str | os.PathLike, split: str
 
 def validation_dice(model, cases, x: torch.Tensor) -> dict[str, float]:
     """Mean Dice per structure at 1024 px of the filled predicted contours vs the SCR masks."""
-    from cxrkit.io.images import load_gray8
-    from cxrkit.metrics.segmentation import dice
-    from cxrkit.segmentation.infer import predict_masks
-
     model.eval()
     scores: dict[str, list[float]] = {"right_lung": [], "left_lung": [], "heart": []}
     for c in cases:
@@ -94,10 +97,6 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
     """Train (or resume) a landmark model; returns a summary with the best validation Dice."""
     from tqdm.auto import tqdm
 
-    from cxrkit.models.checkpoint import resume_state, save_checkpoint
-    from cxrkit.models.registry import create_model
-    from cxrkit.models.preprocess import normalize
-    from cxrkit.transforms import augment_landmarks as augment
 
     if cfg.save_every < 0:
         raise UsageError(f"--save-every must be >= 0 (0: no snapshots), got {cfg.save_every}")
@@ -176,8 +175,6 @@ def train_segmentation(cfg: SegTrainConfig, jsrt: str | os.PathLike, landmarks: 
 
 def _coarse_selector(model) -> torch.Tensor:
     """(N_coarse, N_fine) picking the fine nodes the coarse graph keeps (every other node of each ring)."""
-    from cxrkit.models.families.hybridgnet import RINGS, coarse_sizes
-
     sel = torch.zeros(sum(coarse_sizes(RINGS)), sum(RINGS))
     c = f = 0
     for s, cs in zip(RINGS, coarse_sizes(RINGS)):

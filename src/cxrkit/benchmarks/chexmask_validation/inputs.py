@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from cxrkit.benchmarks.chexmask_validation.common import (
     _CSV_SUFFIXES,
@@ -16,15 +16,7 @@ from cxrkit.benchmarks.chexmask_validation.common import (
 from cxrkit.data.chexmask import CheXmaskRecord, iter_records
 from cxrkit.errors import InputError, UsageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
 log = logging.getLogger(__name__)
-
-from cxrkit.benchmarks.chexmask_validation.common import (
-    _CSV_SUFFIXES,
-    _IMAGE_EXTENSIONS,
-)
 
 
 @dataclass(frozen=True)
