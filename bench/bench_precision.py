@@ -98,7 +98,9 @@ def registration(seg: dict, device: str) -> dict:
 
 def classifier(device: str, tiny: bool) -> dict | None:
     try:
-        from cxrkit.benchmarks.lesions import test_set  # the benchmark's own test images (inserted lesions)
+        from cxrkit.benchmarks.lesions import (
+            test_set,  # the benchmark's own test images (inserted lesions)
+        )
     except ImportError:
         print("resnet_lite_lesions: the lesion benchmark's test set is not importable here; skipped")
         return None

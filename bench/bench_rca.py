@@ -166,7 +166,12 @@ def main() -> None:
     from cxrkit.io.images import load_gray8
     from cxrkit.metrics.segmentation import dice
     from cxrkit.qc.rca import RcaEstimator, summarize
-    from cxrkit.qc.reference import load_reference, query_image, query_masks, shipped_reference
+    from cxrkit.qc.reference import (
+        load_reference,
+        query_image,
+        query_masks,
+        shipped_reference,
+    )
     from cxrkit.qc.register import IterativeConfig
     from cxrkit.qc.validation import degradations
 

@@ -35,10 +35,10 @@ garbage collector is off while timing.
 from __future__ import annotations
 
 import argparse
-import os
 import csv
 import gc
 import json
+import os
 import platform
 import resource
 import statistics

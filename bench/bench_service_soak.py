@@ -37,7 +37,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import MB, REPO, RssSampler, free_port, malformed_inputs, percentile, wait_healthy  # noqa: E402
+from bench_service import (  # noqa: E402
+    MB,
+    REPO,
+    RssSampler,
+    free_port,
+    malformed_inputs,
+    percentile,
+    wait_healthy,
+)
 
 KINDS = ("good", "malformed", "slow", "abandoned")
 WEIGHTS = (0.5, 0.25, 0.15, 0.10)

@@ -131,7 +131,12 @@ def main() -> None:
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.models import create_model
     from cxrkit.qc.rca import RcaEstimator
-    from cxrkit.qc.reference import (DEFAULT_JSRT_IDS, load_reference, read_card, shipped_reference_path)
+    from cxrkit.qc.reference import (
+        DEFAULT_JSRT_IDS,
+        load_reference,
+        read_card,
+        shipped_reference_path,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=str(SHARED / "nih" / "images"))

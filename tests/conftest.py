@@ -68,7 +68,8 @@ def shared() -> "type[shared_path]":
 # for a fuzz campaign. Tests scale their own counts from settings().max_examples. Failures are saved in
 # .hypothesis/ (it ignores itself for git) and replayed first on the next run.
 try:
-    from hypothesis import HealthCheck, settings as _hypothesis_settings
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
 except ImportError:  # hypothesis is in the `test` extra; without it only tests/test_fuzz_*.py fail to import
     pass
 else:

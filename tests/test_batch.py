@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,6 @@ from cxrkit.batch import (
     run_batch,
     write_manifest,
 )
-from cxrkit.batch import shards as shards_mod
 from cxrkit.cli.main import main
 from cxrkit.errors import CxrkitError
 
@@ -120,10 +119,9 @@ def test_local_segment_end_to_end(job, reference, tmp_path, capsys):
     assert plan["shard_size"] == SHARD and plan["task"] == "segment" and plan["models"]["segmenter"]["name"] == "hybridgnet"
 
     # The batch rows are `cxrkit segment`'s rows (same functions), up to batch-composition float noise.
+    from cxrkit.io.inputs import collect_images
     from cxrkit.models import create_model
     from cxrkit.segmentation.infer import segment_files
-
-    from cxrkit.io.inputs import collect_images
 
     _, good = collect_images([job / "images" / n for n in ok["image_id"]])
     segment_files(create_model("hybridgnet", pretrained=True), good, tmp_path / "seg.csv", progress=False, batch_size=SHARD)

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA, shared_path
 
 REPO = Path(__file__).resolve().parents[1]

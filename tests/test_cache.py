@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_nih import make_tiny_nih
 
 from cxrkit.data.cache import DONE, ImageCache, build_cache
 from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import resize_area
 from cxrkit.io.images import load_gray8
-from tiny_nih import make_tiny_nih
 
 
 def test_cache_matches_decoding_and_resumes(tmp_path):

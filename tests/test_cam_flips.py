@@ -72,9 +72,11 @@ def test_stride_and_dilation_options():
     assert rates["5.0.conv1"] == 1 and rates["5.0.conv2"] == 2 and rates["5.1.conv1"] == 2
     assert rates["6.0.conv1"] == 2 and rates["6.0.conv2"] == 4 and rates["6.1.conv2"] == 4
     assert rates["4.1.conv2"] == 1  # layer2 untouched
-    # The default layout (the shipped weights') is unchanged.
+    # The default layout is unchanged; the shipped weights are the mirror-averaged (hv) model.
+    plain = create_model("resnet_lite", input_size=64)
+    assert "cam_flips" not in plain.card.arch_kwargs and not plain.flip_averaging
     shipped = create_model("resnet_lite_lesions", pretrained=True)
-    assert "cam_flips" not in shipped.card.arch_kwargs and not shipped.flip_averaging
+    assert shipped.card.arch_kwargs["cam_flips"] == "hv" and shipped.flip_averaging
 
 
 def test_original_maps_are_at_each_image_resolution():
@@ -158,7 +160,11 @@ def test_estimate_view_shift_recovers_the_displacement_without_boxes():
 
 
 def test_cam_view_shift_moves_each_mirrored_view_back_onto_the_lesion():
-    from cxrkit.models.families.classifiers import CAM_FLIPS, align_mirrored_views, view_sign
+    from cxrkit.models.families.classifiers import (
+        CAM_FLIPS,
+        align_mirrored_views,
+        view_sign,
+    )
 
     size, c, d = 32, (14, 17), (3, -2)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")

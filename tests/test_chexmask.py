@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.data.chexmask import (
     ID_COLUMNS,
     NihJoined,
@@ -32,10 +32,10 @@ from cxrkit.data.chexmask import (
     summarize_csv,
     write_masks,
 )
-from cxrkit.viz import render_overlay
 from cxrkit.errors import CxrkitError
 from cxrkit.io.landmarks import format_landmarks, organ_masks
 from cxrkit.io.rle import decode, encode
+from cxrkit.viz import render_overlay
 
 HEADER = ["Image Index", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart", "Height", "Width"]
 

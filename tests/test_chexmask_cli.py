@@ -8,12 +8,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+from test_chexmask import HEADER, row, write_csv
+
 from cxrkit.cli.main import main
 from cxrkit.data.chexmask import find_record, iter_records
 from cxrkit.io.rle import decode
-from test_chexmask import HEADER, row, write_csv
 
 ORGANS = ("right_lung", "left_lung", "heart")
 

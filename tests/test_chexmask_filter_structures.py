@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from test_chexmask import HEADER, row, write_csv
 
 from cxrkit.cli.main import main
 from cxrkit.data.chexmask import (
@@ -19,7 +20,6 @@ from cxrkit.data.chexmask import (
     summarize_csv,
 )
 from cxrkit.errors import CxrkitError
-from test_chexmask import HEADER, row, write_csv
 
 PER_STRUCTURE = [f"Dice RCA ({fam}) {name}" for fam in ("Mean", "Max") for name in ("Right Lung", "Left Lung", "Heart")]
 QC_HEADER = HEADER + PER_STRUCTURE

@@ -10,13 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
-from cxrkit.cli.main import main
-from cxrkit.errors import CxrkitError
-from cxrkit.io.geometry import SquareResize
-from cxrkit.io.rle import decode, encode
-from cxrkit.metrics.segmentation import dice
+
 from cxrkit.benchmarks.chexmask_validation import (
     AVERAGE,
     compare_masks,
@@ -26,6 +21,11 @@ from cxrkit.benchmarks.chexmask_validation import (
     to_square_space,
     validate_chexmask,
 )
+from cxrkit.cli.main import main
+from cxrkit.errors import CxrkitError
+from cxrkit.io.geometry import SquareResize
+from cxrkit.io.rle import decode, encode
+from cxrkit.metrics.segmentation import dice
 from cxrkit.metrics.stats import pearson, spearman
 
 HG_HEADER = ["ImageID", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart", "Height", "Width"]

@@ -80,8 +80,9 @@ def test_predict_split_on_a_folder_with_only_test_images(tmp_path, capsys):
     """predict-split predicts the test-list images present; train/val images are not needed."""
     import shutil
 
-    from cxrkit.models import create_model, save_checkpoint
     from tiny_nih import make_tiny_nih
+
+    from cxrkit.models import create_model, save_checkpoint
 
     nih = make_tiny_nih(tmp_path / "nih", n_patients=4)
     test = (nih["split_dir"] / "test_list.txt").read_text().split()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
+from engine_jobs import ToyJob, ToyWork
 
 from cxrkit.engine import Failure, WorkerDied, run_pipeline, run_to_list
-from engine_jobs import ToyJob, ToyWork
 
 
 def _expected(n: int, job: ToyJob) -> list:

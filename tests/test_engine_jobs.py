@@ -6,7 +6,6 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from cxrkit.cli.main import main

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 SAMPLES = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images"))
@@ -232,3 +233,58 @@ def test_full_disk_fails_clearly_and_keeps_previous_outputs(images, tmp_path, ar
             import json
 
             json.loads(j.read_text())
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory):
+    """150 different full-size radiographs (the samples shifted), enough for a run that lasts several seconds."""
+    root = tmp_path_factory.mktemp("ctrlc") / "imgs"
+    root.mkdir()
+    src = sorted(SAMPLES.glob("*.png"))
+    for k in range(150):
+        img = cv2.imread(str(src[k % len(src)]), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(root / f"{k:03d}.png"), np.roll(img, 3 * k, axis=1))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS[:2])
+@pytest.mark.parametrize("group", [False, True], ids=["parent", "group"])
+def test_segment_ctrl_c_stops_workers_and_keeps_only_complete_rows(many_images, tmp_path, seed, group):
+    """Ctrl-C (SIGINT to the command, or to its whole process group as a terminal sends it) in full flow: exit
+    130 with one line, within seconds, no worker left, only complete rows written (each once, in order), and the
+    same command again finishes the file exactly as an uninterrupted run."""
+    argv = ["segment", str(many_images), "--workers", "2", "--batch-size", "4", "--quiet", "--device", "cpu"]
+    ref = tmp_path / "ref.csv"
+    run(_cli(*argv, "--out", str(ref)), tmp_path)
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen(_cli(*argv, "--out", str(out)), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and (
+            not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.0, 1.0))
+    assert proc.poll() is None, "the run ended before the Ctrl-C: give it more images"
+    kids = _children_of(proc.pid)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("still running 60 s after Ctrl-C")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "cxrkit segment: interrupted", err
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.2)
+    assert not [k for k in kids if _alive(k)], "workers outlived the interrupted command"
+    want = ref.read_text().splitlines(keepends=True)
+    got = out.read_text().splitlines(keepends=True)
+    assert 1 <= len(got) < len(want) and got == want[:len(got)]
+    run(_cli(*argv, "--out", str(out)), tmp_path)
+    assert out.read_text() == ref.read_text()

@@ -1,7 +1,13 @@
 import pytest
 
 from cxrkit.errors import CxrkitError
-from cxrkit.findings import FINDINGS, NO_FINDING, canonical_finding, label_vector, parse_finding_labels
+from cxrkit.findings import (
+    FINDINGS,
+    NO_FINDING,
+    canonical_finding,
+    label_vector,
+    parse_finding_labels,
+)
 
 
 def test_order_is_nih():

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from cxrkit.models import create_model, list_models
-from cxrkit.models.families.hybridgnet import RINGS, ChebConv, ring_adjacency, scaled_laplacian, unpool_matrix
+from cxrkit.models.families.hybridgnet import (
+    RINGS,
+    ChebConv,
+    ring_adjacency,
+    scaled_laplacian,
+    unpool_matrix,
+)
 
 
 def test_ring_graph_is_three_closed_rings():
@@ -62,8 +68,8 @@ def test_shipped_weights_verified():
 @pytest.mark.realdata
 def test_shipped_model_segments_jsrt_test_images():
     import numpy as np
-
     from conftest import shared_path
+
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8
     from cxrkit.io.landmarks import organ_masks
@@ -87,8 +93,8 @@ def test_shipped_model_segments_jsrt_test_images():
 @pytest.mark.realdata
 def test_ctr_from_predicted_masks_matches_scr_on_jsrt_test():
     import numpy as np
-
     from conftest import shared_path
+
     from cxrkit.anatomy.measure import measure_masks
     from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import load_gray8

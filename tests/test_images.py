@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.errors import CxrkitError
 from cxrkit.io.images import load_gray8, read_image, to_uint8
 

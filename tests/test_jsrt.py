@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.anatomy.measure import measure_masks
 from cxrkit.data.jsrt import read_jsrt
 from cxrkit.errors import CxrkitError

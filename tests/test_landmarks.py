@@ -7,8 +7,8 @@ import csv
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.landmarks import (

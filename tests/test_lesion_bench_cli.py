@@ -89,7 +89,11 @@ def test_choose_box_rule_takes_the_best_validation_mean_iou_ties_to_the_earlier(
 
 
 def test_bench_architecture_and_box_method_errors(tmp_path):
-    from cxrkit.classification.lesion_bench import LesionBenchConfig, bench_architecture, run_lesion_benchmark
+    from cxrkit.classification.lesion_bench import (
+        LesionBenchConfig,
+        bench_architecture,
+        run_lesion_benchmark,
+    )
     from cxrkit.errors import CxrkitError
 
     arch = dict(bench_architecture(LesionBenchConfig(cam_flips="hv", cam_flips_train=False, cam_stride=4, dilate=True)))
@@ -123,7 +127,11 @@ def test_base_image_cache_round_trip(tmp_path):
 
 
 def test_parse_lse_r_accepts_one_number_or_per_finding_pairs():
-    from cxrkit.classification.lesion_bench import DEFAULT_LSE_R, lse_architecture, parse_lse_r
+    from cxrkit.classification.lesion_bench import (
+        DEFAULT_LSE_R,
+        lse_architecture,
+        parse_lse_r,
+    )
     from cxrkit.errors import CxrkitError
 
     assert parse_lse_r("4") == 4.0

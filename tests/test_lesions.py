@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrkit.classification.lesion_data import BaseImages, LesionDataset, fit_lung_template, lung_template
-from cxrkit.classification.lesions import LESION_FINDINGS, insert_effusion, insert_findings, insert_nodule
+from cxrkit.classification.lesion_data import (
+    BaseImages,
+    LesionDataset,
+    fit_lung_template,
+    lung_template,
+)
+from cxrkit.classification.lesions import (
+    LESION_FINDINGS,
+    insert_effusion,
+    insert_findings,
+    insert_nodule,
+)
 
 
 def _phantom(size: int = 256):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.anatomy.measure import measure_masks
 from cxrkit.cli.main import main
 from cxrkit.errors import CxrkitError

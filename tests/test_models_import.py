@@ -27,7 +27,14 @@ from cxrkit.cli.main import main
 from cxrkit.errors import ModelError, UsageError
 from cxrkit.findings import FINDINGS
 from cxrkit.io.images import read_image
-from cxrkit.models import ModelCard, Normalization, default_card, load_checkpoint, load_model, read_checkpoint
+from cxrkit.models import (
+    ModelCard,
+    Normalization,
+    default_card,
+    load_checkpoint,
+    load_model,
+    read_checkpoint,
+)
 from cxrkit.models.checkpoint import file_sha256
 from cxrkit.models.convert import INTENDED_USE, import_chexnet
 

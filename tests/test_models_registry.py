@@ -7,8 +7,15 @@ import torch
 
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS
-from cxrkit.models import ModelCard, create_model, default_card, list_models
-from cxrkit.models import load_checkpoint, read_checkpoint, save_checkpoint
+from cxrkit.models import (
+    ModelCard,
+    create_model,
+    default_card,
+    list_models,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from cxrkit.models.checkpoint import state_dict_sha256
 
 

@@ -2,8 +2,8 @@ import gzip
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.data.nih import parse_age, patient_of, read_boxes, read_metadata
 from cxrkit.errors import CxrkitError
 from cxrkit.findings import FINDINGS

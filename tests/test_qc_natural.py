@@ -12,7 +12,14 @@ import pytest
 from cxrkit.cli.main import main
 from cxrkit.errors import UsageError
 from cxrkit.models import create_model, save_checkpoint
-from cxrkit.qc.natural import agreement, find_checkpoints, pearson, pearson_ci, summarize, true_dice_distribution
+from cxrkit.qc.natural import (
+    agreement,
+    find_checkpoints,
+    pearson,
+    pearson_ci,
+    summarize,
+    true_dice_distribution,
+)
 
 
 def test_agreement_by_hand():

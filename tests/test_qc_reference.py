@@ -15,9 +15,19 @@ import pytest
 from cxrkit.cli.main import main
 from cxrkit.errors import CxrkitError
 from cxrkit.qc.rca import RcaEstimator, make_estimator, optional_estimator
-from cxrkit.qc.reference import (STRUCTURES, build_reference, card_path, content_sha256, load_reference,
-                                 load_reference_file, read_card, resolve_reference, save_reference_file,
-                                 shipped_reference, shipped_reference_path)
+from cxrkit.qc.reference import (
+    STRUCTURES,
+    build_reference,
+    card_path,
+    content_sha256,
+    load_reference,
+    load_reference_file,
+    read_card,
+    resolve_reference,
+    save_reference_file,
+    shipped_reference,
+    shipped_reference_path,
+)
 
 SAMPLE_IMAGES = shipped_reference_path().parents[2] / "demo" / "sample" / "nih" / "images"
 

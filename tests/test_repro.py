@@ -24,13 +24,13 @@ from pathlib import Path
 
 import cv2
 import pytest
-
-from cxrkit.cli.main import main
-from cxrkit.models import load_checkpoint, read_checkpoint
 from test_faults import _alive, _children_of
 from test_qc_rca import make_reference
 from test_segmentation import make_tiny_jsrt
 from tiny_nih import make_tiny_nih
+
+from cxrkit.cli.main import main
+from cxrkit.models import load_checkpoint, read_checkpoint
 
 SAMPLES = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images"))
 TIMING = ("seconds", "img_per_s", "images_per_s", "time")

@@ -6,8 +6,8 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from cxrkit.errors import CxrkitError
 from cxrkit.io.rle import area, decode, encode, parse_runs
 

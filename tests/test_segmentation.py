@@ -13,8 +13,8 @@ import torch
 from cxrkit.cli.main import main
 from cxrkit.models import create_model
 from cxrkit.models.checkpoint import save_checkpoint
-from cxrkit.transforms import LandmarkAugment, augment_landmarks
 from cxrkit.segmentation.rows import COLUMNS
+from cxrkit.transforms import LandmarkAugment, augment_landmarks
 
 
 def _ellipse(cx, cy, rx, ry, n):

@@ -7,7 +7,12 @@ import pytest
 
 from cxrkit.errors import CxrkitError
 from cxrkit.metrics.segmentation import plausibility
-from cxrkit.segmentation.postprocess import clean_mask, clean_masks, fill_holes, largest_component
+from cxrkit.segmentation.postprocess import (
+    clean_mask,
+    clean_masks,
+    fill_holes,
+    largest_component,
+)
 
 
 def _square(m, y, x, s):

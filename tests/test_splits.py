@@ -1,7 +1,12 @@
 import pytest
-
 from conftest import shared_path
-from cxrkit.data.splits import check_patient_disjoint, official_split, patient_split, read_image_list
+
+from cxrkit.data.splits import (
+    check_patient_disjoint,
+    official_split,
+    patient_split,
+    read_image_list,
+)
 from cxrkit.errors import CxrkitError
 
 IMAGES = [f"{p:08d}_{k:03d}.png" for p in range(1, 41) for k in range(3)]

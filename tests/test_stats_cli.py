@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REPO, shared_path
+
 from cxrkit.cli.main import main
 from cxrkit.findings import FINDINGS
 from cxrkit.stats.labels import cooccurrence, prevalence

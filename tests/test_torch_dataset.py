@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 torch = pytest.importorskip("torch", reason="torch not installed (pip install 'cxrkit[torch]')")

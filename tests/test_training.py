@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_nih import make_tiny_nih
 
-from cxrkit.transforms import AugmentConfig, augment_images
 from cxrkit.classification.losses import get_loss, masked_bce, weighted_bce
 from cxrkit.classification.train import TrainConfig, epoch_indices
 from cxrkit.errors import CxrkitError
 from cxrkit.models.checkpoint import read_checkpoint
-from tiny_nih import make_tiny_nih
+from cxrkit.transforms import AugmentConfig, augment_images
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from cxrkit.cli.main import main
 from cxrkit.data.chexmask import iter_records
 from cxrkit.errors import CxrkitError, MissingDependencyError
 from cxrkit.io import rle
-from cxrkit.warehouse import connect, convert_csv, runs_geometry
 from cxrkit.warehouse import columns as columns_mod
+from cxrkit.warehouse import connect, convert_csv, runs_geometry
 
 SAMPLE = Path(cxrkit.__file__).parent / "demo" / "sample" / "chexmask" / "ChestX-Ray8_sample.csv"
 NIH_SAMPLE = Path(cxrkit.__file__).parent / "demo" / "sample" / "nih" / "Data_Entry_2017_v2020.csv.gz"

@@ -108,10 +108,12 @@ def segment(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike
 
 
 def predict(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike, *, device: str = "auto",
-            precision: str = "auto", heatmap_method: str = "cam", box_method: str = "paper",
+            precision: str = "auto", heatmap_method: str = "cam", box_method: str = "card",
             box_policy: str = "positive") -> list[Prediction]:
     """The classifier ``model``'s probabilities, heatmaps (original resolution) and boxes (original pixels) per
-    image. cxrkit ships no classifier trained on real labels: name one (a checkpoint from ``cxrkit train`` or
+    image. Boxes are drawn with the box rules of the model's card (``box_method="card"``, the default; the
+    ``paper`` method for a card without rules) or with ``box_method`` ``paper``, ``adaptive`` or ``threshold``.
+    cxrkit ships no classifier trained on real labels: name one (a checkpoint from ``cxrkit train`` or
     ``cxrkit models import``)."""
     clf = load_model(model, task="classification", needs="logits", device=device)
     items = _images(images)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from cxrkit.batch.manifest import Manifest, ManifestRow
 from cxrkit.errors import InputError, UsageError, require
-from cxrkit.io.progress import ProgressRecord, remove_temporaries
 from cxrkit.io.atomic import atomic_open, write_text
+from cxrkit.io.progress import ProgressRecord, remove_temporaries
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,12 @@ import torch
 
 from cxrkit.errors import CxrkitError
 from cxrkit.io.geometry import SquareResize
-from cxrkit.models.families.classifiers import CAM_FLIPS, align_mirrored_views, upsample_cams, view_sign
+from cxrkit.models.families.classifiers import (
+    CAM_FLIPS,
+    align_mirrored_views,
+    upsample_cams,
+    view_sign,
+)
 
 METHODS = ("cam", "gradcam")
 

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from cxrkit.classification.predict import classify_batch, overlay, prediction_from_maps
+from cxrkit.classification.predict import (
+    CARD_RULES,
+    classify_batch,
+    overlay,
+    prediction_from_maps,
+)
 from cxrkit.io.atomic import write_bytes, write_text
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import read_image, to_uint8
@@ -41,7 +46,7 @@ class PredictWork:
 
     card: Any
     heatmap_method: str = "cam"
-    box_method: str = "paper"
+    box_method: str = CARD_RULES  # the card's box rules (see cxrkit.classification.predict.finding_boxes)
     box_policy: str = "positive"
     out_dir: str | None = None
     overlay: bool = True
@@ -80,7 +85,7 @@ class PredictWork:
 class PredictJob:
     """The classifier on its device, ``batch_size`` images per forward pass."""
 
-    def __init__(self, model, *, heatmap_method: str = "cam", box_method: str = "paper", box_policy: str = "positive",
+    def __init__(self, model, *, heatmap_method: str = "cam", box_method: str = CARD_RULES, box_policy: str = "positive",
                  out_dir: str | None = None, overlay: bool = True, save_heatmaps: bool = False,
                  precision: str = "auto") -> None:
 

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cxrkit.classification.lesion_bench import LesionBenchConfig, prepare_data
-from cxrkit.classification.lesion_eval import BOX_CANDIDATES, evaluate_on, plot_results, score_rows, write_rows
+from cxrkit.classification.lesion_eval import (
+    BOX_CANDIDATES,
+    evaluate_on,
+    plot_results,
+    score_rows,
+    write_rows,
+)
 from cxrkit.classification.lesions import LESION_FINDINGS
 from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.atomic import write_text

@@ -15,7 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxrkit.classification.lesion_bench import LesionBenchConfig, prepare_data, run_lesion_benchmark
+from cxrkit.classification.lesion_bench import (
+    LesionBenchConfig,
+    prepare_data,
+    run_lesion_benchmark,
+)
 from cxrkit.errors import UsageError
 from cxrkit.io.atomic import write_text
 

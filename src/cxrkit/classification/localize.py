@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrkit.classification.boxes import heatmap_to_boxes
-from cxrkit.classification.predict import Prediction, overlay, predict_images
+from cxrkit.classification.predict import (
+    CARD_RULES,
+    PREDICT_BOX_METHODS,
+    Prediction,
+    finding_boxes,
+    overlay,
+    predict_images,
+)
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import read_boxes
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, UsageError
 from cxrkit.io.atomic import write_text
 from cxrkit.io.images import read_image
 from cxrkit.metrics.localization import localization_table, write_localization_report
@@ -30,9 +36,12 @@ log = logging.getLogger(__name__)
 
 def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, boxes: str | os.PathLike,
                     out: str | os.PathLike, heatmap_method: str = "cam",
-                    box_methods: tuple[str, ...] = ("paper", "adaptive"), overlays: bool = True,
+                    box_methods: tuple[str, ...] | None = None, overlays: bool = True,
                     progress: bool = True, device: str = "auto") -> dict[str, pd.DataFrame]:
     """Score localization of ``checkpoint`` on the boxed images under ``images``; returns a table per method.
+
+    ``box_methods``: ``card`` (the model card's box rules, :func:`cxrkit.classification.predict.finding_boxes`),
+    ``paper``, ``adaptive``; default ``card, paper, adaptive`` when the card has box rules, else ``paper, adaptive``.
 
     Writes ``out/pred_boxes.csv`` (``method, Image Index, Finding, x, y, w, h, score``, original pixels),
     ``out/localization_<method>.csv`` and ``.md`` beside the paper's table, and ``out/overlays/*.png``.
@@ -40,6 +49,11 @@ def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, bo
     from tqdm.auto import tqdm  # lazy: progress bars only here
 
     model = load_model(checkpoint, task="classification", needs="cams", device=device)
+    if box_methods is None:
+        box_methods = ((CARD_RULES,) if model.card.box_rules else ()) + ("paper", "adaptive")
+    bad = [m for m in box_methods if m not in PREDICT_BOX_METHODS]
+    if bad:
+        raise UsageError(f"box method {bad[0]!r} is not one of {PREDICT_BOX_METHODS}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gt = read_boxes(boxes)
@@ -62,7 +76,8 @@ def localize_folder(checkpoint: str | os.PathLike, images: str | os.PathLike, bo
         for method in box_methods:
             shown = []
             for f in findings:
-                for b in heatmap_to_boxes(pred.box_map(labels.index(f)), method=method):
+                k = labels.index(f)
+                for b in finding_boxes(model.card, f, pred.heatmaps[k], pred.box_map(k), method):
                     rows.append({"method": method, "Image Index": name, "Finding": f, "x": b.x, "y": b.y,
                                  "w": b.w, "h": b.h, "score": b.score})
                     shown.append({"finding": f, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": b.score})

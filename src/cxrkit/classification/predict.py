@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cxrkit.classification.boxes import heatmap_to_boxes
+from cxrkit.classification.boxes import METHODS as BOX_METHODS
+from cxrkit.classification.boxes import Box, heatmap_to_boxes
 from cxrkit.classification.cam import heatmaps as compute_heatmaps
 from cxrkit.classification.cam import upsample
 from cxrkit.errors import UsageError
@@ -25,6 +26,28 @@ from cxrkit.viz import BLUE, GREEN, RED, draw_boxes, heat_overlay, to_bgr
 log = logging.getLogger(__name__)
 
 BOX_POLICIES = ("positive", "all")
+# ``box_method`` values: "card" (default) draws each label's boxes with the rule its model card carries
+# (``ModelCard.box_rules``, e.g. chosen on the lesion benchmark's validation images), the paper's method for labels
+# without one; or one method of cxrkit.classification.boxes for every label, with its default options.
+CARD_RULES = "card"
+PREDICT_BOX_METHODS = (CARD_RULES, *BOX_METHODS)
+
+
+def finding_boxes(card, label: str, raw_map: np.ndarray, clipped_map: np.ndarray,
+                  box_method: str = CARD_RULES) -> list[Box]:
+    """Boxes of ``label`` from its class map at the original resolution, best first (pixels of that image; x, y
+    top-left). ``box_method`` ``card``: the card's rule for ``label`` on the raw map ``raw_map`` (where the rule was
+    chosen), or ``paper`` on ``clipped_map`` when the card has none; a method name: that method on ``clipped_map``
+    (the ReLU'd map, as before rules existed)."""
+    if box_method == CARD_RULES:
+        rule = card.box_rule(label)
+        if rule is not None:
+            method, options = rule
+            return heatmap_to_boxes(raw_map, method=method, **options)
+        return heatmap_to_boxes(clipped_map, method="paper")
+    if box_method not in BOX_METHODS:
+        raise UsageError(f"box method {box_method!r} is not one of {PREDICT_BOX_METHODS}")
+    return heatmap_to_boxes(clipped_map, method=box_method)
 
 
 @dataclass
@@ -32,7 +55,8 @@ class Prediction:
     """What the model says about one image. ``heatmaps``: each label's class map at the original resolution,
     raw (CAM: the per-location class score in logit units, any sign; Grad-CAM: ReLU'd) -- display them with a
     min-max normalization over each map's own range, as :func:`cxrkit.viz.heat_overlay` and the analysis JSON
-    do; boxes come from the ReLU'd map, upsampled (the paper's rule)."""
+    do; boxes come from the card's box rules on the raw map (:func:`finding_boxes`) or, for the ``paper`` and
+    ``adaptive`` methods, from the ReLU'd map, upsampled (the paper's rule)."""
 
     image: str
     width: int
@@ -75,14 +99,15 @@ def classify_batch(model, x: torch.Tensor, heatmap_method: str = "cam", precisio
 
 
 def prediction_from_maps(card, name: str, geom, probs: np.ndarray, maps: np.ndarray, heatmap_method: str = "cam",
-                         box_method: str = "paper", box_policy: str = "positive", keep_heatmaps: bool = True,
+                         box_method: str = CARD_RULES, box_policy: str = "positive", keep_heatmaps: bool = True,
                          max_boxes: int = 3) -> Prediction:
     """The post-processing half: one image's probabilities (K,) and feature-resolution maps (K, h, w) -> a
     :class:`Prediction` with heatmaps at the original resolution (``geom``, a :class:`~cxrkit.io.geometry.
     SquareResize`) and boxes in original pixels. ``box_policy``: ``positive`` gives boxes only for findings at or
     above the card's threshold (0.5 when the card has none); ``all`` gives the best boxes of every finding. At
     most ``max_boxes`` per finding, best score first; each box's ``score`` is the finding's probability times the
-    box's heatmap score."""
+    box's heatmap score. ``box_method``: ``card`` (the card's per-label box rules, see :func:`finding_boxes`) or
+    one of :data:`cxrkit.classification.boxes.METHODS` for every label."""
     if box_policy not in BOX_POLICIES:
         raise UsageError(f"box policy {box_policy!r} is not one of {BOX_POLICIES}")
     raw = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
@@ -96,7 +121,7 @@ def prediction_from_maps(card, name: str, geom, probs: np.ndarray, maps: np.ndar
         p = float(probs[k])
         if box_policy == "positive" and p < thr[k]:
             continue
-        found = sorted(heatmap_to_boxes(box_full[k], method=box_method), key=lambda b: -b.score)[:max_boxes]
+        found = sorted(finding_boxes(card, finding, full[k], box_full[k], box_method), key=lambda b: -b.score)[:max_boxes]
         boxes.extend({"finding": finding, "x": float(b.x), "y": float(b.y), "w": float(b.w), "h": float(b.h),
                       "score": float(p * b.score)} for b in found)
     return Prediction(image=name, width=geom.width, height=geom.height, model=card.name,
@@ -110,7 +135,7 @@ def predict_images(
     images: Sequence[np.ndarray],
     names: Sequence[str] | None = None,
     heatmap_method: str = "cam",
-    box_method: str = "paper",
+    box_method: str = CARD_RULES,
     box_policy: str = "positive",
     keep_heatmaps: bool = True,
     precision: str = "auto",
@@ -119,6 +144,7 @@ def predict_images(
     """Run ``model`` (a cxrkit classifier) on grayscale ``images`` (any size and dtype): :func:`classify_batch`
     then :func:`prediction_from_maps` per image, in this process (the engine runs the same two halves with the
     second in worker processes). ``precision``: ``auto`` (the card's measured-safe default), ``fp32`` or ``bf16``.
+    ``box_method``: ``card`` (default: the card's box rules) or a method of :mod:`cxrkit.classification.boxes`.
     """
     card = model.card
     names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]

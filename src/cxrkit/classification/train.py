@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cxrkit.transforms import AugmentConfig, augment_images
 from cxrkit.classification.losses import LOSSES, get_loss
 from cxrkit.data.torch_datasets import collate
 from cxrkit.errors import UsageError
@@ -39,10 +38,11 @@ from cxrkit.findings import FINDINGS
 from cxrkit.io.atomic import write_text
 from cxrkit.metrics.auroc import auroc
 from cxrkit.models.checkpoint import state_dict_sha256
-from cxrkit.models.preprocess import normalize
 from cxrkit.models.device import resolve_device
+from cxrkit.models.preprocess import normalize
 from cxrkit.models.registry import create_model
 from cxrkit.training import Schedule, StepLoop
+from cxrkit.transforms import AugmentConfig, augment_images
 
 log = logging.getLogger(__name__)
 

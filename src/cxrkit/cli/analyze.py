@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrkit.cli.options import add_device_options, add_model_option, add_precision_option, model_device, positive_int
+from cxrkit.cli.options import (
+    add_device_options,
+    add_model_option,
+    add_precision_option,
+    model_device,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,7 +14,14 @@ import argparse
 import json
 import sys
 
-from cxrkit.cli.options import add_device_options, add_model_option, add_precision_option, nonneg_float, nonneg_int, positive_int
+from cxrkit.cli.options import (
+    add_device_options,
+    add_model_option,
+    add_precision_option,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+)
 
 HELP = {"segment": "landmarks + RLE masks per image (CheXmask columns)",
         "predict": "finding probabilities + boxes per image (prob_<finding> columns, boxes as JSON)",

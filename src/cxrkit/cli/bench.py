@@ -128,12 +128,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _lesions(args: argparse.Namespace) -> int:
-    from cxrkit.classification.lesion_bench import LesionBenchConfig, parse_lse_r, run_lesion_benchmark
-    from cxrkit.cli.shared import find_shared
-
     from pathlib import Path
 
+    from cxrkit.classification.lesion_bench import (
+        LesionBenchConfig,
+        parse_lse_r,
+        run_lesion_benchmark,
+    )
     from cxrkit.classification.lesion_seeds import run_lesion_seeds
+    from cxrkit.cli.shared import find_shared
     from cxrkit.errors import CxrkitError
 
     if args.threads is not None:
@@ -224,8 +227,7 @@ def _rca(args: argparse.Namespace) -> int:
     from cxrkit.cli.shared import find_shared
     from cxrkit.errors import CxrkitError, UsageError
     from cxrkit.io.outputs import check_out_dir
-    from cxrkit.models import create_model
-    from cxrkit.models import load_checkpoint
+    from cxrkit.models import create_model, load_checkpoint
     from cxrkit.qc.rca import Calibration, RcaEstimator, make_estimator
     from cxrkit.qc.reference import load_reference, resolve_reference
     from cxrkit.qc.validation import compare_sets, run_validation

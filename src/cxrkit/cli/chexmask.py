@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from cxrkit.cli.options import fraction, positive_int
 from pathlib import Path
 
+from cxrkit.cli.options import fraction, positive_int
 from cxrkit.errors import InputError, UsageError
 
 
@@ -188,8 +187,8 @@ def _decode(args: argparse.Namespace) -> int:
 def _overlay(args: argparse.Namespace) -> int:
 
     from cxrkit.data.chexmask import find_record
-    from cxrkit.viz import render_overlay, save_png
     from cxrkit.io.geometry import SquareResize
+    from cxrkit.viz import render_overlay, save_png
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha {args.alpha} is outside [0, 1]")

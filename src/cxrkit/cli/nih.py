@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-
-from cxrkit.cli.options import open_fraction
 from pathlib import Path
 
+from cxrkit.cli.options import open_fraction
 from cxrkit.data.nih import read_boxes, read_metadata
 from cxrkit.data.splits import check_patient_disjoint, official_split, patient_split
 from cxrkit.io.atomic import write_text

@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or a registry name with shipped weights (`cxrkit models list`)")
     p.add_argument("--out", required=True, help="output folder: <stem>.json, <stem>_overlay.png")
     p.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
-    p.add_argument("--box-method", choices=("paper", "adaptive"), default="paper")
+    p.add_argument("--box-method", choices=("card", "paper", "adaptive"), default="card",
+                   help="heatmap -> boxes: 'card' (default): the box rules the model's card carries (for the shipped "
+                        "resnet_lite_lesions, per finding, chosen on the lesion benchmark's validation images; "
+                        "'paper' for a card without rules), or the ChestX-ray8 paper's or the adaptive method")
     p.add_argument("--all-boxes", action="store_true", help="boxes for every finding, not only those above threshold")
     p.add_argument("--save-heatmaps", action="store_true", help="also write <stem>_heatmaps.npz (float16, original size)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
@@ -46,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     loc.add_argument("--boxes", required=True, help="BBox_List_2017.csv (plain or gzip)")
     loc.add_argument("--out", required=True, help="output folder")
     loc.add_argument("--heatmap", choices=("cam", "gradcam"), default="cam")
-    loc.add_argument("--methods", default="paper,adaptive", help="comma-separated box methods to score")
+    loc.add_argument("--methods", help="comma-separated box methods to score: card (the model card's box rules), "
+                     "paper, adaptive (default: card,paper,adaptive when the card has box rules, else paper,adaptive)")
     loc.add_argument("--no-overlays", action="store_true")
     add_device_options(loc)
     loc.set_defaults(func=_localize)
@@ -99,7 +103,7 @@ def _predict_split(args: argparse.Namespace) -> int:
 def _localize(args: argparse.Namespace) -> int:
     from cxrkit.classification.localize import localize_folder
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = None if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     from cxrkit.io.outputs import output_dir
 
     with output_dir(args.out):

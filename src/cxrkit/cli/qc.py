@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrkit.cli.options import add_device_options, nonneg_float, positive_float, positive_int
+from cxrkit.cli.options import (
+    add_device_options,
+    nonneg_float,
+    positive_float,
+    positive_int,
+)
 
 
 def add_rca_options(p: argparse.ArgumentParser) -> None:
@@ -170,7 +175,11 @@ def _reference_build(args: argparse.Namespace) -> int:
 def _reference_show(args: argparse.Namespace) -> int:
     import json
 
-    from cxrkit.qc.reference import load_reference_file, read_card, shipped_reference_path
+    from cxrkit.qc.reference import (
+        load_reference_file,
+        read_card,
+        shipped_reference_path,
+    )
 
     path = args.file or shipped_reference_path()
     ref = load_reference_file(path)  # checks the sha256, ids and sizes against the card
@@ -181,13 +190,12 @@ def _reference_show(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cxrkit.data.jsrt import read_jsrt
     from cxrkit.cli.shared import find_shared
+    from cxrkit.data.jsrt import read_jsrt
     from cxrkit.io.images import expand_image_paths
-    from cxrkit.qc.train_registration import RegTrainConfig, train_registration
-
     from cxrkit.models import default_card
     from cxrkit.qc.reference import load_reference
+    from cxrkit.qc.train_registration import RegTrainConfig, train_registration
 
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt")
     size = default_card("rca_regnet").input_size

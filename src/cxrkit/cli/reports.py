@@ -116,9 +116,15 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from cxrkit.io.atomic import atomic_open
     from cxrkit.cli.shared import find_shared
-    from cxrkit.reports.evaluate import GOLD_FILE, REPORTS_FILE, evaluate, format_table, read_gold
+    from cxrkit.io.atomic import atomic_open
+    from cxrkit.reports.evaluate import (
+        GOLD_FILE,
+        REPORTS_FILE,
+        evaluate,
+        format_table,
+        read_gold,
+    )
     from cxrkit.reports.output import iter_labeled
 
     gold = Path(args.gold) if args.gold else find_shared(

@@ -6,8 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrkit.cli.options import add_device_options, add_id_style_option, add_model_option, add_precision_option, model_device, nonneg_int, positive_float, positive_int
+from cxrkit.cli.options import (
+    add_device_options,
+    add_id_style_option,
+    add_model_option,
+    add_precision_option,
+    model_device,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from cxrkit.errors import InputError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="lungs + heart landmarks and masks in CheXmask's CSV layout",
@@ -115,9 +125,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from cxrkit.cli.shared import find_shared
-    from cxrkit.models import create_model
-    from cxrkit.models import load_checkpoint
-    from cxrkit.segmentation.evaluate import PERTURBATIONS, evaluate_checkpoint, write_report
+    from cxrkit.models import create_model, load_checkpoint
+    from cxrkit.segmentation.evaluate import (
+        PERTURBATIONS,
+        evaluate_checkpoint,
+        write_report,
+    )
 
     model = load_checkpoint(args.model) if args.model else create_model("hybridgnet", pretrained=True)
     jsrt = args.jsrt or find_shared("segmentation/jsrt", "pass --jsrt FOLDER")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cxrkit.cli.options import add_device_options, add_model_option, nonneg_int, positive_float, positive_int
+from cxrkit.cli.options import (
+    add_device_options,
+    add_model_option,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

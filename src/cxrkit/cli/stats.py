@@ -7,7 +7,6 @@ import json
 import sys
 
 from cxrkit.cli.options import open_fraction
-
 from cxrkit.data.nih import label_matrix, read_metadata
 from cxrkit.data.splits import official_split, patient_split
 from cxrkit.stats.labels import cooccurrence_frame, prevalence

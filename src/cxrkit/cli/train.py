@@ -6,8 +6,13 @@ import argparse
 import json
 import sys
 
-from cxrkit.cli.options import nonneg_float, nonneg_int, open_fraction, positive_float, positive_int
-
+from cxrkit.cli.options import (
+    nonneg_float,
+    nonneg_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
 from cxrkit.findings import FINDINGS
 
 
@@ -58,9 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cxrkit.transforms import AugmentConfig
     from cxrkit.classification.nih_training import train_nih
     from cxrkit.classification.train import TrainConfig
+    from cxrkit.transforms import AugmentConfig
 
     aug = None if args.no_augment else AugmentConfig(hflip=args.hflip)
     cfg = TrainConfig(model=args.model, input_size=args.input_size, labels=FINDINGS, epochs=args.epochs,

@@ -30,10 +30,10 @@ import numpy as np
 
 from cxrkit.data.locate import ImageLocator
 from cxrkit.errors import InputError, UsageError
-from cxrkit.io.progress import ProgressRecord
 from cxrkit.io.atomic import write_text
 from cxrkit.io.geometry import SquareResize
 from cxrkit.io.images import load_gray8
+from cxrkit.io.progress import ProgressRecord
 from cxrkit.io.workers import worker_pool
 
 log = logging.getLogger(__name__)

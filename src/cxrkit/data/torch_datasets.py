@@ -29,14 +29,13 @@ import os
 from typing import Callable, Mapping
 
 import cv2
-
 import numpy as np
 import pandas as pd
 
 from cxrkit.data.cache import ImageCache
+from cxrkit.data.chexmask import CheXmaskRecord
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import label_matrix
-from cxrkit.data.chexmask import CheXmaskRecord
 from cxrkit.errors import InputError, require
 from cxrkit.findings import FINDING_INDEX, FINDINGS
 from cxrkit.io.geometry import SquareResize

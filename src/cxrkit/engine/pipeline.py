@@ -184,12 +184,25 @@ def _shutdown(pool: ProcessPoolExecutor, clean: bool) -> None:
         pool.shutdown(wait=True)
         return
     procs = list(getattr(pool, "_processes", {}).values())  # stop now: Ctrl-C, an error, a dead worker
+    # (taken before shutdown(), which forgets them) A worker killed in the middle of sending a result leaves the
+    # pool's manager thread waiting in recv() for bytes no process will write; the interpreter joins that thread
+    # at exit, so Ctrl-C would hang forever. Once every worker is dead, closing this process's write end of the
+    # result pipe gives that reader EOF and the thread ends.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    results = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         if p.is_alive():
             p.kill()
     for p in procs:
         p.join(timeout=10)
+    if manager is not None:
+        manager.join(timeout=2)
+        if manager.is_alive() and results is not None:
+            results._writer.close()
+            manager.join(timeout=10)
+        if manager.is_alive():  # pragma: no cover - not seen; say so rather than hang silently
+            log.warning("the worker pool's manager thread did not stop; the process may wait at exit")
 
 
 def _run_serial(job: Job, items: Iterable[Any], emit, forward: _Forward, stats: PipelineStats, progress) -> None:

@@ -21,6 +21,9 @@ TASKS = ("classification", "segmentation", "registration")
 # What a model's forward pass gives (its capabilities); callers ask the card instead of checking classes.
 OUTPUTS = ("logits", "cams", "landmarks", "masks", "transform")
 PRECISIONS = ("fp32", "bf16")
+# Heatmap -> box methods a card's ``box_rules`` may name (cxrkit.classification.boxes.METHODS; kept here so that
+# cards do not import the box code, a test checks they agree).
+BOX_RULE_METHODS = ("paper", "adaptive", "threshold")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,13 @@ class ModelCard:
         inference_precision: what ``--precision auto`` runs: ``bf16`` only when the bench measured this family's
             bf16 outputs within 0.001 of fp32 (Dice on JSRT test, AUROC on the lesion benchmark's test), else
             ``fp32``.
+        box_rules: classifiers only: per label, the heatmap -> box rule the model's boxes are drawn with by
+            default, as ``((label, method, ((option, value), ...)), ...)`` (``method`` one of
+            :data:`BOX_RULE_METHODS`, options those of :func:`cxrkit.classification.boxes.heatmap_to_boxes`), e.g.
+            ``("Mass", "threshold", (("component", "union"), ("threshold", 0.5)))``. A rule applies to the label's
+            raw class map (CAM not clipped at 0) at the original image's resolution, the map the lesion benchmark
+            chooses its rules on. Labels without a rule, and cards without rules (``()``), use the ``paper``
+            method on the clipped map. In JSON: ``{label: {"method": ..., option: value}}``.
     """
 
     name: str
@@ -158,6 +168,7 @@ class ModelCard:
     outputs: tuple[str, ...] = ()
     provenance: Provenance = field(default_factory=Provenance)
     inference_precision: str = "fp32"
+    box_rules: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -174,6 +185,22 @@ class ModelCard:
         bad = [o for o in self.outputs if o not in OUTPUTS]
         if bad:
             raise ModelError(f"model card {self.name!r}: output {bad[0]!r} is not one of {OUTPUTS}")
+        rules = _parse_box_rules(self.box_rules, self.name)
+        seen = [label for label, _, _ in rules]
+        for label in seen:
+            if label not in self.labels:
+                raise ModelError(f"model card {self.name!r}: box rule for {label!r}, which is not one of its labels "
+                                 f"{list(self.labels)}")
+            if seen.count(label) > 1:
+                raise ModelError(f"model card {self.name!r}: two box rules for {label!r}")
+        object.__setattr__(self, "box_rules", rules)
+
+    def box_rule(self, label: str) -> tuple[str, dict[str, Any]] | None:
+        """``(method, options)`` of ``label``'s box rule (see ``box_rules``), or None when it has none."""
+        for name, method, options in self.box_rules:
+            if name == label:
+                return method, dict(options)
+        return None
 
     def gives(self, output: str) -> bool:
         """Whether the model's forward pass gives ``output`` (one of :data:`OUTPUTS`)."""
@@ -193,6 +220,7 @@ class ModelCard:
         d["architecture"] = {k: v for k, v in self.architecture}
         d["outputs"] = list(self.outputs)
         d["provenance"] = self.provenance.to_dict()
+        d["box_rules"] = {label: {"method": method, **dict(options)} for label, method, options in self.box_rules}
         return d
 
     def to_json(self) -> str:
@@ -223,6 +251,31 @@ class ModelCard:
         elif prov is None:
             kw.pop("provenance", None)
         return cls(**kw)
+
+
+def _parse_box_rules(rules: Any, name: str) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
+    """``box_rules`` as the frozen form (from itself, or from JSON's ``{label: {"method": ..., option: value}}``)."""
+    if isinstance(rules, Mapping):
+        items = []
+        for label, spec in rules.items():
+            if not isinstance(spec, Mapping) or "method" not in spec:
+                raise ModelError(f"model card {name!r}: box rule for {label!r} is {spec!r}; expected "
+                                 "{'method': ..., option: value}")
+            items.append((label, spec["method"], {k: v for k, v in spec.items() if k != "method"}))
+    else:
+        items = []
+        for rule in rules or ():
+            if not isinstance(rule, (list, tuple)) or len(rule) != 3:
+                raise ModelError(f"model card {name!r}: box rule {rule!r} is not (label, method, options)")
+            items.append(rule)
+    out = []
+    for label, method, options in items:
+        if method not in BOX_RULE_METHODS:
+            raise ModelError(f"model card {name!r}: box rule for {label!r} names method {method!r}; expected one of "
+                             f"{BOX_RULE_METHODS}")
+        opts = options.items() if isinstance(options, Mapping) else options
+        out.append((str(label), str(method), tuple(sorted((str(k), _freeze(v)) for k, v in opts))))
+    return tuple(out)
 
 
 def _freeze(value: Any) -> Any:

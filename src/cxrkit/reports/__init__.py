@@ -10,7 +10,15 @@ Offsets in evidence are 0-based character offsets into the labeled text, end exc
 The rules are data files (``cxrkit/reports/rules/*.toml``), see :mod:`cxrkit.reports.rules`.
 """
 
-from cxrkit.reports.labeler import NEGATIVE, POSITIVE, UNCERTAIN, Evidence, Labeler, ReportLabels, label_text
+from cxrkit.reports.labeler import (
+    NEGATIVE,
+    POSITIVE,
+    UNCERTAIN,
+    Evidence,
+    Labeler,
+    ReportLabels,
+    label_text,
+)
 from cxrkit.reports.rules import RuleSet, default_rules_dir, load_rules
 
 __all__ = [

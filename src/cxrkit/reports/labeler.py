@@ -22,7 +22,12 @@ from typing import Any, Iterable, Mapping
 
 from cxrkit.findings import FINDINGS, NO_FINDING
 from cxrkit.reports.rules import MentionRule, RuleSet, TriggerRule, load_rules
-from cxrkit.reports.text import SectionSpan, SentenceSpan, split_sections, split_sentences
+from cxrkit.reports.text import (
+    SectionSpan,
+    SentenceSpan,
+    split_sections,
+    split_sentences,
+)
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,13 @@ from typing import Callable
 
 from cxrkit.analysis.analyze import Analyzer
 from cxrkit.analysis.document import PREVIEW_SUFFIX
-from cxrkit.errors import CxrkitError, InputError, MissingDependencyError, ModelError, UsageError
+from cxrkit.errors import (
+    CxrkitError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    UsageError,
+)
 from cxrkit.io.images import header_size, read_image, sniff_kind
 from cxrkit.models import load_model
 from cxrkit.qc.rca import optional_estimator

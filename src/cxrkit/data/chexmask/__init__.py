@@ -3,7 +3,12 @@ and summaries (:mod:`~cxrkit.data.chexmask.filters`), the NIH join (:mod:`~cxrki
 export (:mod:`~cxrkit.data.chexmask.export`). Drawing overlays lives in :mod:`cxrkit.viz.overlays`.
 """
 
-from cxrkit.data.chexmask.export import mask_paths, safe_filename, write_mask_arrays, write_masks
+from cxrkit.data.chexmask.export import (
+    mask_paths,
+    safe_filename,
+    write_mask_arrays,
+    write_masks,
+)
 from cxrkit.data.chexmask.filters import (
     STRUCTURE_CHOICES,
     FilterSummary,
@@ -13,7 +18,13 @@ from cxrkit.data.chexmask.filters import (
     structure_dice_column,
     summarize_csv,
 )
-from cxrkit.data.chexmask.join import NihJoined, image_basename, join_nih, read_name_mapping, records_frame
+from cxrkit.data.chexmask.join import (
+    NihJoined,
+    image_basename,
+    join_nih,
+    read_name_mapping,
+    records_frame,
+)
 from cxrkit.data.chexmask.reader import (
     DEFAULT_MIN_DICE,
     ID_COLUMNS,

@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
-
 from cxrkit.errors import InputError
 from cxrkit.io.stream_errors import STREAM_ERRORS, stream_error
 from cxrkit.io.tables import open_text
@@ -19,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 from cxrkit.data.chexmask.reader import CheXmaskRecord, RowError
+
 
 @dataclass(frozen=True)
 class NihJoined:

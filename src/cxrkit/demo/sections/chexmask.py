@@ -17,11 +17,11 @@ from cxrkit.data.chexmask import (
     write_masks,
 )
 from cxrkit.demo.section import DemoContext, Section
-from cxrkit.viz import render_overlay
 from cxrkit.io.atomic import write_bytes
 from cxrkit.io.images import encode_png
 from cxrkit.io.landmarks import ORGANS
 from cxrkit.io.rle import encode
+from cxrkit.viz import render_overlay
 
 SAMPLE = "ChestX-Ray8_sample.csv"
 THUMB = 512

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 
-
 from cxrkit.data.nih import read_boxes, read_metadata
 from cxrkit.data.splits import official_split, patient_split
 from cxrkit.demo.section import DemoContext, Section

@@ -19,8 +19,8 @@ lung / left lung / heart, see docs/segmentation.md).
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from cxrkit.models.cards import ModelCard, Normalization, Provenance, arch
 from cxrkit.models.module import CxrModule
