@@ -17,7 +17,8 @@ and says where to find it::
 The pages carry markers that render as the bare value on GitHub:
 
 * ``<!--fig:NAME-->VALUE<!--/fig-->`` on one line: VALUE is the figure ``NAME`` from the spec;
-* ``<!--figfile:bench/results/x.txt-->`` on a line of its own, then a fenced block holding that whole file,
+* ``<!--figfile:bench/results/x.txt-->`` on a line of its own, then a fenced block holding that whole file (a
+  ``.md`` file -- a Markdown table, its command in ``<!-- $ ... -->`` comment lines -- goes in unfenced),
   then ``<!--/figfile-->``: a raw output quoted verbatim.
 
 Without ``--check`` the values between markers are rewritten from the files (each changed page written
@@ -152,7 +153,10 @@ def render_text(page: str, text: str, figures: dict[str, Figure | None], root: P
         except OSError as e:
             errors.append(f"{where} figfile {file}: cannot read it: {e.strerror or e}")
             return m.group(0)
-        new = "```\n" + body + ("" if body.endswith("\n") else "\n") + "```\n"
+        body = body if body.endswith("\n") else body + "\n"
+        # a .md result (a Markdown table a script printed, its command in leading <!-- $ ... --> comments) goes in
+        # as it is, so it renders as a table; any other file is quoted in a fenced block
+        new = body if file.endswith(".md") else "```\n" + body + "```\n"
         if old != new:
             mismatches.append(f"{where} figfile {file}: the quoted block differs from the file")
         return f"<!--figfile:{m.group(1)}-->\n{new}<!--/figfile-->"

@@ -38,6 +38,10 @@ def _copy_repo(dst: Path) -> Path:
     (dst / "bench").mkdir()
     shutil.copy2(REPO / "bench" / "figures.toml", dst / "bench" / "figures.toml")
     shutil.copytree(REPO / "bench" / "results", dst / "bench" / "results")
+    families = dst / "src" / "cxrkit" / "models" / "families"  # the cards' measured figures
+    families.mkdir(parents=True)
+    for name in ("hybridgnet.py", "classifiers.py"):
+        shutil.copy2(REPO / "src" / "cxrkit" / "models" / "families" / name, families / name)
     return dst
 
 
@@ -70,10 +74,12 @@ def test_every_marker_is_known_and_every_figure_used():
 def test_result_files_start_with_their_command():
     figures, _ = rd.load_figures(REPO)
     files = {f.file for f in figures.values()}
+    for page in rd.doc_files(REPO):  # raw outputs quoted whole count as used too
+        files |= {m.group(1) for m in rd.FILE_BLOCK.finditer((REPO / page).read_text(encoding="utf-8"))}
     for path in sorted((REPO / "bench" / "results").glob("*.txt")):
         first, second = path.read_text(encoding="utf-8").splitlines()[:2]
-        m = re.fullmatch(r"\$ \.venv/bin/python (bench/bench_\w+\.py)( .*)?", first)
-        assert m and (REPO / m.group(1)).is_file(), (path.name, first)
+        m = re.fullmatch(r"\$ (?:\.venv/bin/python (bench/bench_\w+\.py)|\.venv/bin/cxrkit [a-z-]+)( .*)?", first)
+        assert m and (m.group(1) is None or (REPO / m.group(1)).is_file()), (path.name, first)
         assert second.startswith("# ") and "nproc" in second, (path.name, second)
         assert f"bench/results/{path.name}" in files, f"{path.name} holds no figure of the spec"
 

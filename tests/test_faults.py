@@ -258,8 +258,11 @@ def test_segment_ctrl_c_stops_workers_and_keeps_only_complete_rows(many_images, 
     ref = tmp_path / "ref.csv"
     run(_cli(*argv, "--out", str(ref)), tmp_path)
     out = tmp_path / "out.csv"
+    # as a shell starts a foreground command: SIGINT at its default, even when this test process was started in
+    # the background with SIGINT ignored (a disposition exec keeps, and which Python then respects)
     proc = subprocess.Popen(_cli(*argv, "--out", str(out)), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and (
             not out.exists() or out.read_text().count("\n") < 3):
