@@ -113,6 +113,9 @@ def stage_costs(job, items, batch: int) -> dict[str, float]:
     return {"prepare": 1000 * t_prep, "forward": 1000 * t_fwd, "finish": 1000 * t_fin}
 
 
+CHEXMASK_IMAGES = 660_000  # CheXmask's images over its five datasets (Gaggion et al., 2023)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images")
@@ -217,6 +220,13 @@ def main() -> None:
                   f"{costs['forward']:6.1f} (batch {args.batch}), finish {costs['finish']:6.1f}; a node with C cores "
                   f"and the model stage on this device: ~min(C x {1000 / cpu_side:.1f}, {1000 / costs['forward']:.0f}) "
                   f"images/s (16 cores: {min(16 * 1000 / cpu_side, 1000 / costs['forward']):.0f})")
+            node16 = min(16 * 1000 / cpu_side, 1000 / costs["forward"])
+            results[name]["chexmask_660k_hours"] = {"here": CHEXMASK_IMAGES / r_new / 3600,
+                                                    "node16_this_device": CHEXMASK_IMAGES / node16 / 3600}
+            print(f"{'':<11} CheXmask's {CHEXMASK_IMAGES:,} images at these rates: "
+                  f"{CHEXMASK_IMAGES / r_new / 3600:.1f} h here (engine), "
+                  f"{CHEXMASK_IMAGES / node16 / 3600:.1f} h on a 16-core node with the model stage on this device; "
+                  f"k such nodes (Ray): that / k")
         if args.scaling:
             curve = {}
             for w in range(1, args.workers + 1):
