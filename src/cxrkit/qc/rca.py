@@ -284,7 +284,7 @@ class RcaEstimator:
             self.model = self.model.to(dev)
         return self
 
-    def score_batch(self, images: np.ndarray, masks: np.ndarray, max_pairs: int = 256) -> list[np.ndarray]:
+    def score_batch(self, images: np.ndarray, masks: np.ndarray, max_pairs: int | None = None) -> list[np.ndarray]:
         """(K, 3) Dice tables of B queries at once, on the estimator's device: all references x all queries in
         one registration forward (chunked to ``max_pairs`` pairs), the query masks warped into each reference's
         space and compared there.
@@ -292,11 +292,17 @@ class RcaEstimator:
         Args:
             images: (B, S, S) uint8 queries in RCA's square space (``S`` = :attr:`image_size`).
             masks: (B, 3, M, M) bool masks (right lung, left lung, heart) in that space (``M`` = :attr:`mask_size`).
+            max_pairs: (reference, query) pairs per forward; default: 256 on an accelerator, on the CPU one
+                query's K pairs (measured faster there: 20 references, 2 threads, 112 ms/image at 20 pairs vs 204
+                at 256, as larger batches fall out of the caches; and each query's table then never depends
+                on the batch it came in).
         """
         b, k = len(images), len(self.reference)
         if b == 0:
             return []
         dev = self.device
+        if max_pairs is None:
+            max_pairs = k if dev.type == "cpu" else 256
         x = standardize(torch.from_numpy(np.ascontiguousarray(images)).to(dev).float().div_(255)[:, None])
         m = torch.from_numpy(np.ascontiguousarray(masks)).to(dev)
         if self.method == "iterative":
