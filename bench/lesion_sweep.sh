@@ -27,7 +27,7 @@ declare -A CONFIGS=(
 NAMES=${NAMES:-"base hv_eval hv hv_dil hv_s4"}
 mkdir -p "$WORK"
 if [ ! -f "$CACHE" ]; then  # make the cache once, not in every parallel run
-  $PY -m cxrkit.cli.main bench lesions --base-cache "$CACHE" --out "$WORK/_cache_probe" --epochs 1 --repeats 1 \
+  $PY -m cxrkit.cli.main bench lesions --base-cache "$CACHE" --out "$WORK/_cache_probe" --metadata none --epochs 1 --repeats 1 --batch-size 4 \
     --input-size 64 --quiet ${IMAGES:+--images "$IMAGES"} > "$WORK/cache.log" 2>&1 || { cat "$WORK/cache.log"; exit 1; }
 fi
 start=$(date +%s)

@@ -13,7 +13,7 @@
    that are not JSRT references (every 4th of the 158; --selection-stride). The validation and test
    splits take no part (``--check-val`` reports the chosen set on the validation split afterwards).
 
-Usage: python bench/select_rca_reference.py [--k 20] [--threads 1] [--check-val]
+Usage: python bench/select_rca_reference.py [--k 20] [--threads 1] [--check-val] [--tiny]
 Takes about 15 minutes on one CPU thread (the RCA of 40 x 31 candidates against ~50 references).
 The chosen ids are then built into the file with
 `cxrkit qc-reference build ../shared/data/nih/images --ids ... --out reference_nih.npz` (or `--like CARD`).
@@ -35,7 +35,7 @@ FINDINGS_OUT = {"Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusi
 MIN_RCA = {"right_lung": 0.94, "left_lung": 0.93, "heart": 0.90}
 
 
-def screen(images: Path, metadata: Path, jsrt_estimator, seg_model):
+def screen(images: Path, metadata: Path, jsrt_estimator, seg_model, max_images: int | None = None):
     """The candidates passing the automatic screen, as a reference set (ids = file stems, sorted)."""
     import pandas as pd
 
@@ -47,7 +47,7 @@ def screen(images: Path, metadata: Path, jsrt_estimator, seg_model):
 
     meta = pd.read_csv(metadata).set_index("Image Index")
     demo = {p.name for p in (REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images").glob("*.png")}
-    paths = sorted(images.glob("*.png"))
+    paths = sorted(images.glob("*.png"))[:max_images]
     counts = {"images": len(paths), "PA adult": 0, "labels": 0, "not demo": 0, "plausible": 0, "RCA vs JSRT": 0}
     ids, imgs, masks = [], [], []
     for p in paths:
@@ -147,11 +147,16 @@ def main() -> None:
     ap.add_argument("--selection-stride", type=int, default=4)
     ap.add_argument("--check-val", action="store_true", help="also report the chosen set on the validation split")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tiny", action="store_true",
+                    help="a smoke run (the test suite's): 40 images screened, 2 JSRT selection images, K = 2")
     args = ap.parse_args()
+    if args.tiny:
+        args.k, args.selection_stride, args.check_val = 2, 60, False
     torch.set_num_threads(args.threads)
     seg = create_model("hybridgnet", pretrained=True).eval()
     jsrt_ref = load_reference(args.jsrt)
-    candidates = screen(Path(args.images), Path(args.metadata), RcaEstimator(jsrt_ref, "learned"), seg)
+    candidates = screen(Path(args.images), Path(args.metadata), RcaEstimator(jsrt_ref, "learned"), seg,
+                        max_images=40 if args.tiny else None)
     exclude = args.exclude
     if exclude is None:
         exclude = list(read_card(shipped_reference_path())["selection"]["excluded_after_viewing"])

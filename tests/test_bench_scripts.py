@@ -51,3 +51,41 @@ def test_bench_script_runs_tiny(name):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{name} --tiny exited {proc.returncode}:\n{out[-4000:]}"
     assert proc.stdout.strip(), f"{name} --tiny printed nothing:\n{out[-2000:]}"
+
+
+#: the other scripts in bench/ and the test that runs each (``_*.py`` are helper modules the scripts import)
+OTHER_SCRIPTS = {
+    "lesion_seeds_table.py": "tests/test_lesion_bench_cli.py::test_bench_lesions_seeds_summary",
+    "render_docs.py": "tests/test_docs_figures.py",
+    "select_rca_reference.py": "test_select_rca_reference_tiny (here)",
+    "lesion_sweep.sh": "test_lesion_sweep_tiny (here)",
+}
+
+
+def test_every_bench_script_is_run_by_a_test():
+    found = {p.name for p in (REPO / "bench").iterdir() if p.suffix in (".py", ".sh") and not p.name.startswith("_")}
+    assert found - set(SCRIPTS) - set(OTHER_SCRIPTS) == set(), "a bench script no test runs"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_select_rca_reference_tiny():
+    nih, jsrt = shared_path("nih", "images"), shared_path("segmentation", "jsrt")
+    meta = shared_path("nih", "Data_Entry_2017_v2020.csv.gz")
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "select_rca_reference.py"), "--tiny", "--images",
+                           str(nih), "--metadata", str(meta), "--jsrt", str(jsrt)],
+                          cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "screen: images 40" in proc.stdout and '"ids": [' in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_lesion_sweep_tiny(tmp_path):
+    sample = REPO / "src" / "cxrkit" / "demo" / "sample" / "nih" / "images"
+    env = dict(os.environ, CACHE=str(tmp_path / "c.npz"), WORK=str(tmp_path / "w"), NAMES="hv", SEEDS="0",
+               IMAGES=str(sample), PY=sys.executable,
+               EXTRA="--epochs 1 --repeats 1 --input-size 64 --workers 0 --batch-size 4")
+    proc = subprocess.run(["bash", str(REPO / "bench" / "lesion_sweep.sh")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT_S, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| hv |" in proc.stdout and (tmp_path / "w" / "hv" / "summary.json").is_file(), proc.stdout[-2000:]
