@@ -53,6 +53,13 @@ def test_bench_lesions_smoke(tmp_path, capsys):
     again = score_rows(typed)
     assert again["overall"]["mean_iou"] == pytest.approx(metrics["overall"]["mean_iou"], abs=1e-5)
     assert again["overall"]["acc_iobb@0.5"] == pytest.approx(metrics["overall"]["acc_iobb@0.5"])
+    # model.pt carries the chosen rules on its card, so predict/localize/analyze draw its boxes the same way.
+    from cxrkit.models import load_checkpoint
+
+    card = load_checkpoint(out / "model.pt").card
+    method, options = BOX_CANDIDATES[rule]
+    assert {f: card.box_rule(f) for f in ("Effusion", "Mass", "Nodule")} == dict.fromkeys(
+        ("Effusion", "Mass", "Nodule"), (method, options))
     # model.pt is a checkpoint that `cxrkit predict` loads.
     assert main(["predict", str(SAMPLE / "00004296_000.png"), "--model", str(out / "model.pt"), "--out", str(tmp_path / "p")]) == 0
     assert json.loads((tmp_path / "p" / "00004296_000.json").read_text())["model"] == "resnet_lite"

@@ -314,9 +314,23 @@ def score_run(out: str | Path, cfg: LesionBenchConfig, data: BenchData, progress
         **{k: (round(v, 1) if isinstance(v, float) else v) for k, v in extra.items()},
         "total_seconds": round(time.perf_counter() - t_start, 1),
     })
+    store_box_rules(out / "model.pt", {f: BOX_CANDIDATES[c] for f, c in chosen.items()})
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     plot_results(out, rows, examples)
     return metrics
+
+
+def store_box_rules(checkpoint: Path, rules: dict[str, tuple[str, dict]]) -> None:
+    """Rewrite ``checkpoint``'s card with the box rule chosen per finding (``finding -> (method, options)``, as
+    :data:`BOX_CANDIDATES`), so that ``cxrkit predict``, ``localize`` and ``analyze`` draw this model's boxes the
+    way the benchmark chose them (:attr:`cxrkit.models.ModelCard.box_rules`); the weights are unchanged."""
+    model = load_checkpoint(checkpoint)
+    box_rules = tuple((finding, method, tuple(sorted(options.items()))) for finding, (method, options) in rules.items())
+    card = model.card.replace(box_rules=box_rules)
+    if card.box_rules == model.card.box_rules:
+        return
+    model.card = card
+    save_checkpoint(checkpoint, model)
 
 
 def align_views(checkpoint: Path, ds: LesionDataset) -> dict[str, Any]:
