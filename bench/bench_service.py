@@ -190,11 +190,14 @@ def dicom_without_pixels() -> bytes:
     return buf.getvalue()
 
 
-def start_server(port: int, max_concurrent: int, max_queue: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, max_concurrent: int, max_queue: int, log_path: Path,
+                 tmpdir: Path | None = None) -> subprocess.Popen:
+    """``cxrkit serve`` on 127.0.0.1:``port`` in a subprocess, its output in ``log_path`` (``tmpdir``: its TMPDIR)."""
     code = "import sys; from cxrkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
     cmd = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port),
            "--max-concurrent", str(max_concurrent), "--max-queue", str(max_queue)]
-    return subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
+    env = dict(os.environ, TMPDIR=str(tmpdir)) if tmpdir is not None else None
+    return subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> float:

@@ -44,19 +44,12 @@ from bench_service import (  # noqa: E402
     free_port,
     malformed_inputs,
     percentile,
+    start_server,
     wait_healthy,
 )
 
 KINDS = ("good", "malformed", "slow", "abandoned")
 WEIGHTS = (0.5, 0.25, 0.15, 0.10)
-
-
-def start_server(port: int, max_concurrent: int, max_queue: int, tmpdir: Path, log_path: Path) -> subprocess.Popen:
-    code = "import sys; from cxrkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--max-concurrent", str(max_concurrent), "--max-queue", str(max_queue)]
-    env = dict(os.environ, TMPDIR=str(tmpdir))
-    return subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
 
 def multipart(name: str, data: bytes, ctype: str, port: int) -> tuple[bytes, bytes]:
@@ -226,7 +219,7 @@ def main() -> int:
         server_tmp = Path(tmp) / "server-tmp"
         server_tmp.mkdir()
         log_path = Path(tmp) / "serve.log"
-        proc = start_server(port, args.max_concurrent, args.max_queue, server_tmp, log_path)
+        proc = start_server(port, args.max_concurrent, args.max_queue, log_path, tmpdir=server_tmp)
         try:
             ready = wait_healthy(url, proc)
             for name, data in payloads[:2]:  # warm-up: lazy imports, first allocations

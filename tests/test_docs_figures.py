@@ -38,10 +38,11 @@ def _copy_repo(dst: Path) -> Path:
     (dst / "bench").mkdir()
     shutil.copy2(REPO / "bench" / "figures.toml", dst / "bench" / "figures.toml")
     shutil.copytree(REPO / "bench" / "results", dst / "bench" / "results")
-    families = dst / "src" / "cxrkit" / "models" / "families"  # the cards' measured figures
-    families.mkdir(parents=True)
-    for name in ("hybridgnet.py", "classifiers.py"):
-        shutil.copy2(REPO / "src" / "cxrkit" / "models" / "families" / name, families / name)
+    figures, _ = rd.load_figures(REPO)
+    for file in {f.file for f in figures.values() if f is not None}:  # the rest (e.g. the model cards' files)
+        if not (dst / file).exists():
+            (dst / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / file, dst / file)
     return dst
 
 
