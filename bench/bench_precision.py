@@ -10,7 +10,8 @@ The rule (issue: "mixed precision only where measured safe"): bf16 is a family's
 the card's ``inference_precision``) only if every Dice (or AUROC) is within 0.001 of fp32. The script prints
 both values, the largest difference and the verdict per family; timing is not its job (see bench_segment.py).
 
-Usage: python bench/bench_precision.py [--jsrt DIR] [--device cpu] [--max-images N] [--tiny]
+Usage: python bench/bench_precision.py [--jsrt DIR] [--nih-images DIR] [--metadata CSV|none] [--device cpu]
+           [--max-images N] [--tiny]
 """
 
 from __future__ import annotations
@@ -96,32 +97,41 @@ def registration(seg: dict, device: str) -> dict:
     return {"max_diff": diff, "r": r, "safe": diff <= TOL}
 
 
-def classifier(device: str, tiny: bool) -> dict | None:
-    try:
-        from cxrkit.benchmarks.lesions import (
-            test_set,  # the benchmark's own test images (inserted lesions)
-        )
-    except ImportError:
-        print("resnet_lite_lesions: the lesion benchmark's test set is not importable here; skipped")
-        return None
-    from cxrkit.classification.predict import predict_images
+def classifier(device: str, tiny: bool, images_dir: Path, metadata: Path | None) -> dict | None:
+    """AUROC per finding of the shipped lesion model on the lesion benchmark's test set (the benchmark's own
+    images: real NIH anatomy with inserted findings, the same patient split and seed as the run that trained
+    it), fp32 vs bf16; probabilities as the benchmark computes them (class maps averaged over the views)."""
+    from cxrkit.classification.cam import original_maps
+    from cxrkit.classification.lesion_bench import LesionBenchConfig, prepare_data
+    from cxrkit.classification.lesions import LESION_FINDINGS
     from cxrkit.metrics.auroc import auroc
     from cxrkit.models import load_model
 
+    if not images_dir.is_dir():
+        print(f"resnet_lite_lesions: {images_dir} is not a folder of NIH images; skipped")
+        return None
     model = load_model("resnet_lite_lesions", device=device)
-    images, labels = test_set(max_images=6 if tiny else None)
+    data = prepare_data(images_dir, LesionBenchConfig(max_images=20 if tiny else None), metadata, progress=False)
+    ds = data.test
+    n = 8 if tiny else len(ds)
+    images, labels = [], []
+    for i in range(n):
+        img, boxes, _ = ds.render(i)
+        images.append(img)
+        labels.append([f in boxes for f in LESION_FINDINGS])
+    y = np.array(labels, dtype=float)
     out = {}
     for prec in ("fp32", "bf16"):
-        probs = np.array([[p.probabilities[f] for f in model.card.labels]
-                          for k in range(0, len(images), 16)
-                          for p in predict_images(model, images[k:k + 16], precision=prec, keep_heatmaps=False)])
-        out[prec] = [auroc(labels[:, j], probs[:, j]) for j in range(probs.shape[1])]
+        probs = np.concatenate([original_maps(model, images[k:k + 8], bf16=prec == "bf16")[0]
+                                for k in range(0, n, 8)])
+        out[prec] = [auroc(y[:, j], probs[:, j]) if 0 < y[:, j].sum() < n else float("nan")
+                     for j in range(len(LESION_FINDINGS))]
     diff = max(abs(a - b) for a, b in zip(out["fp32"], out["bf16"]))
-    print(f"resnet_lite_lesions on the lesion benchmark's test set ({len(images)} images), AUROC "
-          + " / ".join(model.card.labels) + ":")
+    print(f"resnet_lite_lesions on the lesion benchmark's test set ({n} images), AUROC "
+          + " / ".join(LESION_FINDINGS) + ":")
     for prec in ("fp32", "bf16"):
         print(f"  {prec}: " + " / ".join(f"{v:.4f}" for v in out[prec]))
-    print(f"  largest AUROC difference {diff:.4f}; bf16 safe: {'yes' if diff <= TOL else 'no'}")
+    print(f"  largest AUROC difference {diff:.4f} (tolerance {TOL}); bf16 safe: {'yes' if diff <= TOL else 'no'}")
     return {"auroc": out, "max_diff": diff, "safe": diff <= TOL}
 
 
@@ -129,6 +139,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jsrt", default=str(REPO.parent / "shared" / "data" / "segmentation" / "jsrt"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--nih-images", default=str(REPO.parent / "shared" / "data" / "nih" / "images"),
+                    help="the lesion benchmark's images (default: the shared 200 NIH PNGs)")
+    ap.add_argument("--metadata", default=str(REPO.parent / "shared" / "data" / "nih" / "Data_Entry_2017_v2020.csv.gz"),
+                    help="NIH metadata to leave out images with real findings, as `cxrkit bench lesions` ('none': keep all)")
     ap.add_argument("--max-images", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--tiny", action="store_true", help="4 images: a smoke run (no verdict should be read)")
@@ -138,7 +152,9 @@ def main() -> None:
     n = 4 if args.tiny else args.max_images
     seg = segmentation(Path(args.jsrt), n, args.device)
     registration(seg, args.device)
-    classifier(args.device, args.tiny)
+    metadata = None if args.metadata == "none" else Path(args.metadata)
+    classifier(args.device, args.tiny, Path(args.nih_images),
+               metadata if metadata is None or metadata.is_file() else None)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ Usage: python bench/bench_segment.py [--images DIR] [--batch 16] [--repeats 3] [
 Default images: ../shared/data/nih/images (200 real NIH PNGs), else the bundled sample. Throughput does
 not depend on the weights, so without --unet an untrained unet of the same architecture is timed; for
 unet the "model" time includes the sigmoid but not the mask mapping back to the original size.
-Precision: every model-only figure is printed in fp32 and in bf16; ``cxrkit segment`` runs ``--precision
-auto`` by default, i.e. the model card's ``inference_precision`` (printed, fp32 for the shipped
-hybridgnet), and the end-to-end line is timed in that precision.
+Precision: every model-only figure is printed in fp32 and in bf16, for plain PyTorch (``model(x)``) and for
+what cxrkit runs (``model.infer(x)``: the inference copy, :mod:`cxrkit.models.inference`); ``cxrkit segment``
+runs ``--precision auto`` by default, i.e. the model card's ``inference_precision`` where the device computes
+it natively (printed: bf16 for the shipped hybridgnet on a CPU with bf16 instructions, else fp32), and the
+end-to-end line is timed in that precision.
 ``--tiny``: 4 images, batch 2, one repeat, the end-to-end run in this process (workers=0) (a smoke run for
 the test suite; no figure is asserted).
 """
@@ -31,14 +33,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _throughput(model, x: torch.Tensor, bf16: bool, repeats: int) -> float:
-    best = 0.0
+    """Plain PyTorch: ``model(x)`` (with bf16: autocast and channels_last, the usual recipe)."""
     xx = x.contiguous(memory_format=torch.channels_last) if bf16 else x
     m = model.to(memory_format=torch.channels_last) if bf16 else model
+    return _rate(m, xx, bf16, repeats)
+
+
+def _rate(call, x: torch.Tensor, bf16: bool, repeats: int) -> float:
+    """Best images/s of ``call(x)`` over ``repeats`` (after one warm-up call), in bf16 autocast or fp32."""
+    best = 0.0
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        m(xx[:2])
+        call(x[:2])
         for _ in range(repeats):
             t = time.perf_counter()
-            m(xx)
+            call(x)
             best = max(best, len(x) / (time.perf_counter() - t))
     return best
 
@@ -73,6 +81,10 @@ def main() -> None:
         base = base or fp32
         print(f"  {name:<10} fp32 {fp32:8.1f} img/s   bf16 + channels_last {bf16:8.1f} img/s ({bf16 / fp32:4.2f}x); "
               f"fp32 vs hybridgnet fp32 {fp32 / base:4.2f}x")
+        model_i = build()  # what cxrkit runs: CxrModule.infer (conv + batch norm folded, channels_last)
+        i32, i16 = _rate(model_i.infer, x, False, args.repeats), _rate(model_i.infer, x, True, args.repeats)
+        print(f"  {name:<10} cxrkit infer (folded, channels_last): fp32 {i32:8.1f} img/s ({i32 / fp32:4.2f}x plain fp32)"
+              f"   bf16 {i16:8.1f} img/s ({i16 / fp32:4.2f}x plain fp32)")
     print(f"`cxrkit segment` default precision: --precision auto = the card's inference_precision = "
           f"{default_precision} for {model.card.name}")
     from cxrkit.io.inputs import collect_images

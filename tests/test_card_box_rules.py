@@ -21,6 +21,7 @@ from cxrkit.io.images import read_image
 from cxrkit.models import create_model, default_card, shipped_weights
 from cxrkit.models.cards import BOX_RULE_METHODS, ModelCard
 from cxrkit.models.checkpoint import read_checkpoint, state_dict_sha256
+from cxrkit.models.device import resolve_precision
 
 NAME = "resnet_lite_lesions"
 # A sample image on which the shipped model calls Mass (p ~0.78) and the card's Mass rule (threshold 0.5, union)
@@ -30,10 +31,12 @@ IMAGE = Path(str(resources.files("cxrkit.demo") / "sample" / "nih" / "images" / 
 
 def _card_boxes(finding: str) -> list[tuple[float, float, float, float]]:
     """The card rule's boxes computed independently of predict: the raw class map at the original resolution (the
-    lesion benchmark's map, fp32) through the rule's box method."""
+    lesion benchmark's map, in the precision ``--precision auto`` gives on this CPU) through the rule's box
+    method."""
     torch.set_num_threads(1)
     model = create_model(NAME, pretrained=True)
-    _, maps = original_maps(model, [read_image(IMAGE).pixels], bf16=False, clip=False)
+    bf16 = resolve_precision("auto", model.card, "cpu") == "bf16"
+    _, maps = original_maps(model, [read_image(IMAGE).pixels], bf16=bf16, clip=False)
     method, options = model.card.box_rule(finding)
     return [b.as_tuple() for b in heatmap_to_boxes(maps[0][model.card.labels.index(finding)], method=method, **options)]
 

@@ -121,8 +121,13 @@ def test_segment_and_analyze_landmarks_and_masks_land_on_the_same_pixels(films, 
     assert (geom.pad_left, geom.pad_top, geom.side) == (PAD, 0, H)
     cols = int(PAD * s / H)  # the padding columns of the model input hold the normalized zero, both sides
     assert torch.allclose(x[0, 0, :, :cols], x[0, 0, 0, 0]) and torch.allclose(x[0, 0, :, -cols:], x[0, 0, 0, 0])
-    with torch.inference_mode():
-        raw = model(x)["landmarks"][0].numpy() * s  # (x, y) in model-input pixels
+    # the model's own outputs in the computation `segment` runs (its inference copy, in --precision auto)
+    from cxrkit.models.device import resolve_precision
+    from cxrkit.segmentation.job import autocast
+
+    dev = torch.device("cpu")
+    with autocast(dev, resolve_precision("auto", model.card, dev)):
+        raw = model.infer(x)["landmarks"][0].float().numpy() * s  # (x, y) in model-input pixels
     expected = np.round(raw * H / s - (PAD, 0))
     assert np.abs(pa - expected).max() <= 1
     assert pa[:, 0].min() > 0 and pa[:, 0].max() < W  # inside the film, not the padding

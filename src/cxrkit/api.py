@@ -82,18 +82,19 @@ def _images(images: ImageLike | Sequence[ImageLike]) -> list[tuple[str, np.ndarr
 
 
 def segment(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike = "hybridgnet", qc: bool = False,
-            reference: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 16
-            ) -> list[Segmentation]:
+            reference: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 16,
+            precision: str = "auto") -> list[Segmentation]:
     """Landmarks, masks, measurements (and, with ``qc``, the RCA estimate against ``reference``: default the
     set shipped in the package) of each image: a path, an array ``(H, W)`` or an :class:`~cxrkit.io.images.XRay`,
-    or a sequence of them."""
+    or a sequence of them. ``precision``: ``auto`` (the model card's measured-safe default on this device, as
+    ``cxrkit segment``), ``fp32`` or ``bf16``."""
     seg = load_model(model, task="segmentation", needs="landmarks", device=device)
     est = make_estimator(reference, device=next(seg.parameters()).device) if qc else None
     items = _images(images)
     out: list[Segmentation] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        points = predict_landmarks(seg, [px for _, px, _ in chunk])
+        points = predict_landmarks(seg, [px for _, px, _ in chunk], precision)
         snapped = [snap_landmarks(p, *px.shape) for (_, px, _), p in zip(chunk, points)]
         estimates: list[RcaEstimate | None] = [None] * len(chunk)
         if est is not None:

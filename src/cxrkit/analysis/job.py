@@ -175,12 +175,11 @@ class AnalyzeJob:
     def forward(self, inputs: list[dict], metas: list[dict]) -> list[dict]:
         import torch
 
-
         sc = self.segmenter.card
         dev = next(self.segmenter.parameters()).device
         x = torch.from_numpy(np.stack([finish_input(i["seg"], m["seg_stats"], sc) for i, m in zip(inputs, metas)]))
         with torch.inference_mode(), autocast(dev, self.seg_precision):
-            pts = self.segmenter(x.to(dev))["landmarks"].float().cpu().numpy() * sc.input_size
+            pts = self.segmenter.infer(x.to(dev))["landmarks"].float().cpu().numpy() * sc.input_size
         outputs: list[dict] = [{"landmarks": p} for p in pts]
         if self.classifier is not None:
             cc = self.classifier.card

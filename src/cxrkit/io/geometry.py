@@ -98,9 +98,11 @@ class SquareResize:
             (self.pad_top, s - self.height - self.pad_top),
             (self.pad_left, s - self.width - self.pad_left),
         ) + ((0, 0),) * (image.ndim - 2)
-        squared = np.pad(image, pad)
         if s == self.size:
-            return squared
+            return np.pad(image, pad)  # always a new array
+        # A square image needs no padding before the resize (which makes the new array): skip np.pad's copy
+        # (0.4 ms for a 1024 x 1024 image, 5% of a PNG decode).
+        squared = image if s == self.height == self.width else np.pad(image, pad)
         if interpolation == cv2.INTER_AREA:  # area when shrinking (fast at integer factors), linear when enlarging
             return resize_area(squared, self.size)
         return cv2.resize(squared, (self.size, self.size), interpolation=interpolation)

@@ -37,7 +37,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def resolve_precision(precision: str, card, device: torch.device | str = "cpu") -> str:
     """``fp32`` or ``bf16`` for ``--precision auto|fp32|bf16``: auto is the card's measured-safe
-    ``inference_precision`` (bf16 only on a device that runs it: CUDA with bf16 support, or the CPU)."""
+    ``inference_precision``, bf16 only on a device that runs it natively (CUDA with bf16 support, or a CPU with
+    bf16 instructions: :func:`cpu_has_bf16`), else fp32."""
     if precision in ("fp32", "bf16"):
         return precision
     if precision != "auto":
@@ -46,4 +47,19 @@ def resolve_precision(precision: str, card, device: torch.device | str = "cpu") 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if want == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "fp32"
+    if want == "bf16" and dev.type == "cpu" and not cpu_has_bf16():
+        return "fp32"  # emulated bf16 is slower than fp32
     return want
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 natively (x86 ``avx512_bf16`` or ``amx_bf16``, read from Linux's
+    ``/proc/cpuinfo``) and torch's oneDNN uses it; False elsewhere (where bf16 would be emulated, and slower
+    than fp32)."""
+    try:
+        with open(cpuinfo) as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    mkldnn_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and (mkldnn_bf16 is None or bool(mkldnn_bf16()))

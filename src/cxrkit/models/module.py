@@ -9,6 +9,7 @@ import torch
 
 from cxrkit.io.geometry import SquareResize
 from cxrkit.models.cards import ModelCard
+from cxrkit.models.inference import inference_copy, weights_key
 from cxrkit.models.preprocess import to_model_input
 
 
@@ -23,3 +24,25 @@ class CxrModule(torch.nn.Module):
         if not arrays:
             raise ValueError("preprocess needs at least one image")
         return torch.from_numpy(np.stack(arrays)), list(geoms)
+
+    def infer(self, *inputs: torch.Tensor, **kwargs):
+        """The forward pass for inference, without autograd: in eval mode it runs an inference copy of this
+        network (:func:`cxrkit.models.inference.inference_copy`: convolution + batch norm folded, channels-last
+        on the CPU; the same outputs up to float rounding, about 2x faster on the CPU), made on the first call
+        and again whenever the weights, device or dtype change. In training mode it is ``self(...)``.
+        Tensors are on the model's device; outputs as :meth:`forward` gives them."""
+        if self.training:
+            with torch.inference_mode():
+                return self(*inputs, **kwargs)
+        key = weights_key(self)
+        cached = self.__dict__.get("_cxr_inference")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():  # ordinary tensors (not inference tensors): the copy outlives this call
+                cached = (key, inference_copy(self))
+            self.__dict__["_cxr_inference"] = cached  # not a submodule: no state_dict entry, no .to()
+        fast = cached[1]
+        if inputs and inputs[0].device.type == "cpu" and inputs[0].dim() == 4:
+            inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
+        with torch.inference_mode():
+            return fast(*inputs, **kwargs)
+

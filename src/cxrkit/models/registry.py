@@ -122,7 +122,8 @@ def create_model(
         if pretrained:  # the registry's card is authoritative for shipped weights (provenance, metrics, text)
             model.card = entry.card.replace(weights_sha256=model.card.weights_sha256)
         return model
-    card = entry.card
+    # New weights: their bf16 safety is unmeasured (the registry's inference_precision is the shipped weights').
+    card = entry.card if entry.card.inference_precision == "fp32" else entry.card.replace(inference_precision="fp32")
     if overrides:
         arch = overrides.pop("architecture", None)
         if arch is not None:

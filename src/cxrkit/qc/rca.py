@@ -235,7 +235,7 @@ class RcaEstimator:
         if self.method == "iterative":
             return register_iterative(moving, self._fixed, self.iterative)
         with torch.inference_mode():
-            return self.model(moving, self._fixed)
+            return self.model.infer(moving, self._fixed)
 
     def score(self, transform: Transform, masks: torch.Tensor) -> np.ndarray:
         """(K, 3) Dice of query masks (1, 3, M, M) carried into each reference vs its expert masks."""
@@ -314,7 +314,7 @@ class RcaEstimator:
             for start in range(0, b, step):
                 xs, ms = x[start:start + step], m[start:start + step]
                 n = len(xs)
-                t = self.model(xs.repeat_interleave(k, 0), self._fixed.repeat(n, 1, 1, 1))
+                t = self.model.infer(xs.repeat_interleave(k, 0), self._fixed.repeat(n, 1, 1, 1))
                 warped = t.warp(ms.float().repeat_interleave(k, 0), mode="bilinear") > 0.5
                 dice = dice_batch(warped, self.reference.masks.repeat(n, 1, 1, 1)).view(n, k, -1)
                 out.extend(dice.float().cpu().numpy())

@@ -25,16 +25,20 @@ from cxrkit.errors import CxrkitError, InputError, UsageError, one_line
 from cxrkit.io.atomic import write_records_csv
 from cxrkit.io.inputs import ImageInput
 from cxrkit.io.landmarks import organ_masks
-from cxrkit.segmentation.job import SegmentItem, SegmentJob
+from cxrkit.models.device import resolve_precision
+from cxrkit.segmentation.job import SegmentItem, SegmentJob, autocast
 from cxrkit.segmentation.rows import chexmask_columns
 
 log = logging.getLogger(__name__)
 
-def predict_landmarks(model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """(120, 2) landmarks per image in original pixels (float)."""
+def predict_landmarks(model, images: Sequence[np.ndarray], precision: str = "fp32") -> list[np.ndarray]:
+    """(120, 2) landmarks per image in original pixels (float; x = column, y = row, 0-based), computed in
+    ``precision`` (``fp32``, ``bf16`` or ``auto``: the card's measured-safe default on this device, what
+    ``cxrkit segment`` runs)."""
     x, geoms = model.preprocess(list(images))
-    with torch.inference_mode():
-        pts = model(x.to(next(model.parameters()).device))["landmarks"].float().cpu().numpy() * model.card.input_size
+    device = next(model.parameters()).device
+    with torch.inference_mode(), autocast(device, resolve_precision(precision, model.card, device)):
+        pts = model.infer(x.to(device))["landmarks"].float().cpu().numpy() * model.card.input_size
     return [g.points_to_original(p) for g, p in zip(geoms, pts)]
 
 
@@ -43,7 +47,7 @@ def predict_masks(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.n
     if not model.card.gives("landmarks"):
         x, geoms = model.preprocess([image])
         with torch.inference_mode():
-            prob = torch.sigmoid(model(x.to(next(model.parameters()).device))["logits"].float())[0].cpu().numpy()
+            prob = torch.sigmoid(model.infer(x.to(next(model.parameters()).device))["logits"].float())[0].cpu().numpy()
         return {s: geoms[0].map_to_original(prob[k]) > 0.5 for k, s in enumerate(model.card.labels)}, None
     pts = predict_landmarks(model, [image])[0]
     return organ_masks(pts, *image.shape), pts

@@ -40,12 +40,11 @@ class SegmentJob:
     def forward(self, inputs: list[np.ndarray], metas: list[dict]) -> list[Any]:
         import torch
 
-
         card = self.model.card
         device = next(self.model.parameters()).device
         x = torch.from_numpy(np.stack([finish_input(sq, m["stats"], card) for sq, m in zip(inputs, metas)]))
         with torch.inference_mode(), autocast(device, self.precision):
-            pts = self.model(x.to(device))["landmarks"].float().cpu().numpy() * card.input_size
+            pts = self.model.infer(x.to(device))["landmarks"].float().cpu().numpy() * card.input_size
         outputs: list[dict] = [{"landmarks": p} for p in pts]
         if self.qc is not None:
             m = self.qc.mask_size

@@ -173,6 +173,7 @@ _ARCH = dict(widths=(16, 32, 64, 96, 128, 128), latent=64, hidden=32, cheb_k=6, 
     description="HybridGNet-style: conv encoder, variational latent, Chebyshev graph decoder over the 120-node "
                 "contour graph with graph unpooling and image-to-graph skip connections; trained on JSRT",
     outputs=("landmarks",),
+    inference_precision="bf16",  # bench/bench_precision.py: JSRT test Dice within 0.001 of fp32 (bench/results/precision.txt)
     provenance=Provenance(
         training_data="the 174 JSRT training images (HybridGNet's split) with SCR expert masks and the expert landmark "
                       "contours of Gaggion et al.",
