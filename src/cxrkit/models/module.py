@@ -25,24 +25,27 @@ class CxrModule(torch.nn.Module):
             raise ValueError("preprocess needs at least one image")
         return torch.from_numpy(np.stack(arrays)), list(geoms)
 
-    def infer(self, *inputs: torch.Tensor, **kwargs):
-        """The forward pass for inference, without autograd: in eval mode it runs an inference copy of this
-        network (:func:`cxrkit.models.inference.inference_copy`: convolution + batch norm folded, channels-last
-        on the CPU; the same outputs up to float rounding, about 2x faster on the CPU), made on the first call
-        and again whenever the weights, device or dtype change. In training mode it is ``self(...)``.
-        Tensors are on the model's device; outputs as :meth:`forward` gives them."""
+    def inference_view(self) -> "CxrModule":
+        """The network to run for inference: in eval mode an inference copy of this one
+        (:func:`cxrkit.models.inference.inference_copy`: convolution + batch norm folded, channels-last on the CPU;
+        the same outputs up to float rounding, about 2x faster on the CPU), made on the first call and again
+        whenever the weights, device or dtype change; in training mode this network itself. Call it under
+        ``torch.inference_mode()`` (its weights take no gradients)."""
         if self.training:
-            with torch.inference_mode():
-                return self(*inputs, **kwargs)
+            return self
         key = weights_key(self)
         cached = self.__dict__.get("_cxr_inference")
         if cached is None or cached[0] != key:
             with torch.no_grad():  # ordinary tensors (not inference tensors): the copy outlives this call
                 cached = (key, inference_copy(self))
             self.__dict__["_cxr_inference"] = cached  # not a submodule: no state_dict entry, no .to()
-        fast = cached[1]
-        if inputs and inputs[0].device.type == "cpu" and inputs[0].dim() == 4:
+        return cached[1]
+
+    def infer(self, *inputs: torch.Tensor, **kwargs):
+        """``forward`` of :meth:`inference_view` under ``torch.inference_mode()`` (a 4-D CPU input made
+        channels-last to match). Tensors are on the model's device; outputs as :meth:`forward` gives them."""
+        net = self.inference_view()
+        if net is not self and inputs and inputs[0].device.type == "cpu" and inputs[0].dim() == 4:
             inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
         with torch.inference_mode():
-            return fast(*inputs, **kwargs)
-
+            return net(*inputs, **kwargs)
