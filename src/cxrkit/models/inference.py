@@ -6,10 +6,10 @@ and affine parameters moved into the convolution's weight and bias; the batch no
 the container's indices stay), and, on the CPU, the parameters in channels-last memory format (oneDNN's fast
 layout). Outputs equal the original's up to float rounding (hybridgnet: landmarks within 1e-4 px at 256 px).
 
-Measured on this project's 2-core CPU VM, hybridgnet, batch 16, one thread (``bench/bench_pipeline.py``
-prints the model stage's cost; ``tests/test_inference_copy.py`` checks the equality): about 6 ms -> 3 ms per
-image. :meth:`cxrkit.models.module.CxrModule.infer` uses it; training never does (a folded network has no batch
-statistics to learn).
+``bench/bench_segment.py`` times it against plain PyTorch (``bench/results/segment.txt``: hybridgnet's "cxrkit
+infer" line) and ``tests/test_inference_copy.py`` checks the equality for every model family.
+:meth:`cxrkit.models.module.CxrModule.inference_view` and ``infer`` use it; training never does (a folded network
+has no batch statistics to learn).
 """
 
 from __future__ import annotations

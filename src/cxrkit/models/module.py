@@ -28,7 +28,7 @@ class CxrModule(torch.nn.Module):
     def inference_view(self) -> "CxrModule":
         """The network to run for inference: in eval mode an inference copy of this one
         (:func:`cxrkit.models.inference.inference_copy`: convolution + batch norm folded, channels-last on the CPU;
-        the same outputs up to float rounding, about 2x faster on the CPU), made on the first call and again
+        the same outputs up to float rounding, faster on the CPU: ``bench/bench_segment.py``), made on the first call and again
         whenever the weights, device or dtype change; in training mode this network itself. Call it under
         ``torch.inference_mode()`` (its weights take no gradients)."""
         if self.training:
