@@ -3,8 +3,8 @@
 Usage: python bench/bench_service_soak.py [--duration 300] [-c 8] [--images DIR] [--seed 0] [--tiny]
 Default images: ../shared/data/nih/images (real 1024x1024 NIH PNGs), else the bundled sample.
 
-`cxrkit serve` runs as a subprocess on a free 127.0.0.1 port with a private TMPDIR. After two warm-up
-requests, C clients loop until --duration seconds have passed, each request drawn (seeded) from:
+`cxrkit serve` runs as a subprocess on a free 127.0.0.1 port with a private TMPDIR. After 2 x C warm-up
+requests (C at a time), C clients loop until --duration seconds have passed, each request drawn (seeded) from:
   good        a real PNG, posted normally                      must be 200 (never 5xx, never 503)
   malformed   one of bench_service.malformed_inputs            must be a 4xx whose JSON detail names the problem
   slow        a real PNG whose request trickles in ~40 chunks  must be 200
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -222,10 +223,18 @@ def main() -> int:
         proc = start_server(port, args.max_concurrent, args.max_queue, log_path, tmpdir=server_tmp)
         try:
             ready = wait_healthy(url, proc)
-            for name, data in payloads[:2]:  # warm-up: lazy imports, first allocations
-                r = httpx.post(f"{url}/v1/analyze", files={"file": (name, data, "image/png")}, timeout=600)
-                if r.status_code != 200:
-                    failures.append(f"warm-up {name}: HTTP {r.status_code} {r.text[:200]}")
+            # Warm-up: lazy imports and first allocations, at the soak's concurrency, so that what C uploads in
+            # flight allocate (the server's per-thread memory arenas, upload buffers, the models' inference copies)
+            # appears here and not in the soak's first quarter, which the memory check compares against.
+            warm = [payloads[k % len(payloads)] for k in range(2 * args.concurrency)]
+
+            def warm_post(item: tuple[str, bytes]):
+                return httpx.post(f"{url}/v1/analyze", files={"file": (item[0], item[1], "image/png")}, timeout=600)
+
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                for (name, _), r in zip(warm, pool.map(warm_post, warm)):
+                    if r.status_code != 200:
+                        failures.append(f"warm-up {name}: HTTP {r.status_code} {r.text[:200]}")
             server = psutil.Process(proc.pid)
             fds_before = server.num_fds()
             sampler = RssSampler(proc.pid, interval=0.2)
