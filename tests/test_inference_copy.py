@@ -169,3 +169,16 @@ def test_square_image_skips_the_padding_copy_but_never_returns_its_input():
     assert np.array_equal(out, cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA))
     same = SquareResize(128, 128, 128).image_to_square(img[:128, :128])
     assert np.array_equal(same, img[:128, :128]) and not np.shares_memory(same, img)
+
+
+def test_copy_made_under_inference_mode_holds_ordinary_tensors():
+    """The engine's jobs call ``infer`` inside ``torch.inference_mode()``; the cached copy must still be usable
+    outside it (its tensors are not inference tensors)."""
+    model = create_model("hybridgnet").eval()
+    (x,) = _inputs(model)
+    with torch.inference_mode():
+        model.infer(x)
+    fast = model.inference_view()
+    assert not any(p.is_inference() for p in fast.parameters())
+    with torch.no_grad():
+        assert fast(x)["landmarks"].shape == (2, 120, 2)

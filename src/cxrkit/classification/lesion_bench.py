@@ -325,8 +325,8 @@ def store_box_rules(checkpoint: Path, rules: dict[str, tuple[str, dict]]) -> Non
     :data:`BOX_CANDIDATES`), so that ``cxrkit predict``, ``localize`` and ``analyze`` draw this model's boxes the
     way the benchmark chose them (:attr:`cxrkit.models.ModelCard.box_rules`); the weights are unchanged."""
     model = load_checkpoint(checkpoint)
-    box_rules = tuple((finding, method, tuple(sorted(options.items()))) for finding, (method, options) in rules.items())
-    card = model.card.replace(box_rules=box_rules)
+    card = model.card.replace(box_rules={finding: {"method": method, **options}
+                                         for finding, (method, options) in rules.items()})
     if card.box_rules == model.card.box_rules:
         return
     model.card = card

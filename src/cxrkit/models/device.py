@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from cxrkit.errors import UsageError
@@ -52,6 +54,7 @@ def resolve_precision(precision: str, card, device: torch.device | str = "cpu") 
     return want
 
 
+@functools.cache  # a fact of the machine: /proc/cpuinfo is read once per process, not per job or batch
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes bf16 natively (x86 ``avx512_bf16`` or ``amx_bf16``, read from Linux's
     ``/proc/cpuinfo``) and torch's oneDNN uses it; False elsewhere (where bf16 would be emulated, and slower

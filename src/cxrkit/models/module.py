@@ -36,7 +36,9 @@ class CxrModule(torch.nn.Module):
         key = weights_key(self)
         cached = self.__dict__.get("_cxr_inference")
         if cached is None or cached[0] != key:
-            with torch.no_grad():  # ordinary tensors (not inference tensors): the copy outlives this call
+            # Ordinary tensors even when called under inference_mode (as the engine's jobs do): the copy outlives
+            # this call.
+            with torch.inference_mode(False), torch.no_grad():
                 cached = (key, inference_copy(self))
             self.__dict__["_cxr_inference"] = cached  # not a submodule: no state_dict entry, no .to()
         return cached[1]

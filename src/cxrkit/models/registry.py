@@ -123,7 +123,7 @@ def create_model(
             model.card = entry.card.replace(weights_sha256=model.card.weights_sha256)
         return model
     # New weights: their bf16 safety is unmeasured (the registry's inference_precision is the shipped weights').
-    card = entry.card if entry.card.inference_precision == "fp32" else entry.card.replace(inference_precision="fp32")
+    card = entry.card.replace(inference_precision="fp32")
     if overrides:
         arch = overrides.pop("architecture", None)
         if arch is not None:

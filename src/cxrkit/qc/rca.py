@@ -234,8 +234,7 @@ class RcaEstimator:
         moving = standardize(image01.to(self.device))
         if self.method == "iterative":
             return register_iterative(moving, self._fixed, self.iterative)
-        with torch.inference_mode():
-            return self.model.infer(moving, self._fixed)
+        return self.model.infer(moving, self._fixed)
 
     def score(self, transform: Transform, masks: torch.Tensor) -> np.ndarray:
         """(K, 3) Dice of query masks (1, 3, M, M) carried into each reference vs its expert masks."""
