@@ -14,7 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from cxrkit.classification.train import Trainer, init_distributed, predict_dataset
+from cxrkit.classification.train import (
+    Trainer,
+    close_distributed,
+    init_distributed,
+    predict_dataset,
+)
 from cxrkit.data.cache import ImageCache, build_cache
 from cxrkit.data.locate import ImageLocator
 from cxrkit.data.nih import read_metadata
@@ -60,22 +65,25 @@ def train_nih(config, metadata, images, split_dir, out, val_fraction: float = 0.
     tables, locator = nih_splits(metadata, images, split_dir, val_fraction, config.seed)
     if len(tables["val"]) == 0:
         raise UsageError("the validation split is empty; add images or raise --val-fraction")
-    source: Any = locator
     d = init_distributed(device)
-    if cache:
-        names = list(tables["train"]["Image Index"]) + list(tables["val"]["Image Index"])
-        if d.main:
-            build_cache(names, locator, cache, size=config.input_size, workers=max(1, config.num_workers),
-                        progress=progress)
-        if d.world > 1:
-            import torch.distributed as dist
+    try:
+        source: Any = locator
+        if cache:
+            names = list(tables["train"]["Image Index"]) + list(tables["val"]["Image Index"])
+            if d.main:
+                build_cache(names, locator, cache, size=config.input_size, workers=max(1, config.num_workers),
+                            progress=progress)
+            if d.world > 1:
+                import torch.distributed as dist
 
-            dist.barrier()
-        source = ImageCache(cache)
-    train_ds = NIHDataset(tables["train"], source, size=config.input_size, uint8=True)
-    val_ds = NIHDataset(tables["val"], source, size=config.input_size, uint8=True)
-    return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress,
-                                       stop_after_epochs=stop_after_epochs)
+                dist.barrier()
+            source = ImageCache(cache)
+        train_ds = NIHDataset(tables["train"], source, size=config.input_size, uint8=True)
+        val_ds = NIHDataset(tables["val"], source, size=config.input_size, uint8=True)
+        return Trainer(config, out, d).fit(train_ds, val_ds, resume=resume, progress=progress,
+                                           stop_after_epochs=stop_after_epochs)
+    finally:
+        close_distributed(d)
 
 
 def predict_nih_test(checkpoint, metadata, images, split_dir, out_csv, batch_size: int = 16,

@@ -120,6 +120,14 @@ def init_distributed(device: str = "auto") -> Dist:
     return Dist(rank=rank, world=world, device=device)
 
 
+def close_distributed(d: Dist) -> None:
+    """Leave the process group :func:`init_distributed` joined (nothing for a single process). Without it each
+    rank's communication threads are torn down at interpreter exit, which can abort the rank ("terminate called
+    without an active exception") after the work is done."""
+    if d.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
 
